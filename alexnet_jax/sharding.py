@@ -1,0 +1,94 @@
+"""The device mesh and the shardings of parameters and batches.
+
+The mesh has axes ('data', 'model'). The model's two columns are split over
+'model'; each column's parameters carry the axis name in their metadata (see
+`models.py`), and this module turns that metadata into `NamedSharding`s.
+"""
+
+import jax
+import numpy as np
+from flax import nnx
+from jax.sharding import AxisType, Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from alexnet_jax import models
+
+
+def mesh_shape(mesh_config, device_count: int) -> tuple[int, int]:
+  """Resolves (data, model) for `device_count` devices, with data = -1 meaning the rest.
+
+  Raises:
+    ValueError: if the mesh cannot be built, naming the device count and mesh.
+  """
+  data, model = mesh_config.data, mesh_config.model
+  if model not in (1, models.NUM_COLUMNS):
+    raise ValueError(
+        f'mesh.model={model} is invalid: the two columns split over 1 or 2 '
+        f'devices. Set --config.mesh.model=1 or 2 ({device_count} devices).')
+  if data == -1:
+    if device_count % model:
+      raise ValueError(
+          f'mesh.model={model} does not divide the {device_count} devices. '
+          'Set --config.mesh.model=1.')
+    data = device_count // model
+  if data < 1 or device_count % (data * model):
+    raise ValueError(
+        f'Mesh data={data} x model={model} does not divide the '
+        f'{device_count} devices. Set --config.mesh.data to a divisor of '
+        f'{device_count // model}, or to -1 to use them all.')
+  return data, model
+
+
+def create_mesh(mesh_config, devices=None) -> Mesh:
+  """Builds the ('data', 'model') mesh over `devices` (default: all devices)."""
+  devices = jax.devices() if devices is None else devices
+  data, model = mesh_shape(mesh_config, len(devices))
+  if data * model == len(devices):
+    return jax.make_mesh((data, model), (models.DATA_AXIS, models.COLUMN_AXIS),
+                         axis_types=(AxisType.Auto,) * 2, devices=devices)
+  grid = np.asarray(devices[:data * model]).reshape(data, model)
+  return Mesh(grid, (models.DATA_AXIS, models.COLUMN_AXIS),
+              axis_types=(AxisType.Auto,) * 2)
+
+
+def param_specs(abstract_model) -> dict:
+  """Returns the PartitionSpec of every parameter, as a pure dict."""
+  state = nnx.state(abstract_model, nnx.Param)
+  return nnx.to_pure_dict(nnx.get_partition_spec(state))
+
+
+def param_shardings(mesh: Mesh, abstract_model) -> dict:
+  return jax.tree.map(lambda spec: NamedSharding(mesh, spec),
+                      param_specs(abstract_model),
+                      is_leaf=lambda x: isinstance(x, P))
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+  """Shards the leading (batch) axis over 'data' and replicates it over 'model'."""
+  return NamedSharding(mesh, P(models.DATA_AXIS))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def check_batch_size(batch_size: int, mesh: Mesh, name: str = 'batch_size'):
+  """Raises unless the global batch divides over data-parallel devices and processes."""
+  data = mesh.shape[models.DATA_AXIS]
+  if batch_size <= 0 or batch_size % data:
+    raise ValueError(
+        f'{name}={batch_size} is not divisible by the {data} data-parallel '
+        f'devices of the mesh. Set --config.{name} to a multiple of {data}.')
+  processes = jax.process_count()
+  if batch_size % processes:
+    raise ValueError(
+        f'{name}={batch_size} is not divisible by the {processes} processes. '
+        f'Set --config.{name} to a multiple of {processes}.')
+
+
+def shard_batch(batch, mesh: Mesh):
+  """Assembles per-process numpy batches into global arrays sharded over 'data'."""
+  sharding = batch_sharding(mesh)
+  return jax.tree.map(
+      lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)),
+      batch)

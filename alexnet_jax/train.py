@@ -1,0 +1,252 @@
+"""Training and evaluation loop: state, jitted steps with explicit shardings, and the driver."""
+
+import functools
+import math
+import signal
+import time
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import logging
+from flax import nnx
+
+from alexnet_jax import checkpointing
+from alexnet_jax import input_pipeline
+from alexnet_jax import metrics as metrics_lib
+from alexnet_jax import models
+from alexnet_jax import sharding
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything a run checkpoints: the step, parameters and optimizer state."""
+
+  step: jax.Array
+  params: Any  # Pure dict of arrays, as `nnx.to_pure_dict` returns.
+  opt_state: Any
+
+
+def create_learning_rate_fn(config, steps_per_epoch: int):
+  """Returns the learning rate as a function of the step.
+
+  'step' divides by 10 every `schedule_step_epochs` epochs; 'constant' never
+  does.
+  """
+  base = config.learning_rate
+  if config.schedule == 'constant':
+    return optax.constant_schedule(base)
+  if config.schedule == 'step':
+    every = max(1, config.schedule_step_epochs * steps_per_epoch)
+    return optax.exponential_decay(base, every, 0.1, staircase=True)
+  raise ValueError(f"Unknown schedule {config.schedule!r}: use 'step' or "
+                   "'constant'.")
+
+
+def create_optimizer(config, learning_rate_fn):
+  """Builds the paper's SGD: coupled weight decay on every parameter, then momentum.
+
+  optax's `sgd` keeps v <- momentum * v + g and steps by -lr * v. With
+  g = grad + decay * w this is the paper's update
+  v <- 0.9 v - 0.0005 lr w - lr grad while the learning rate is constant.
+  """
+  return optax.chain(
+      optax.add_decayed_weights(config.weight_decay),
+      optax.sgd(learning_rate_fn, momentum=config.momentum))
+
+
+def model_graph(config, seed=None):
+  """Returns the model's NNX graph definition and its abstract parameters."""
+  abstract = nnx.eval_shape(
+      lambda: models.create_model(config.model, config.seed if seed is None
+                                  else seed))
+  graphdef, _ = nnx.split(abstract)
+  return graphdef, abstract
+
+
+def state_shardings(mesh, abstract_model, abstract_state):
+  """Returns the sharding of every leaf of the train state.
+
+  Parameters, and the optimizer slots that mirror them, follow the model's
+  column sharding. Everything else is replicated.
+  """
+  param_sharding = sharding.param_shardings(mesh, abstract_model)
+  params_structure = jax.tree.structure(abstract_state.params)
+
+  def opt_sharding(subtree):
+    if jax.tree.structure(subtree) == params_structure:
+      return param_sharding
+    return jax.tree.map(lambda _: sharding.replicated(mesh), subtree)
+
+  opt = jax.tree.map(
+      opt_sharding, abstract_state.opt_state,
+      is_leaf=lambda x: jax.tree.structure(x) == params_structure)
+  return TrainState(step=sharding.replicated(mesh), params=param_sharding,
+                    opt_state=opt)
+
+
+def create_train_state(config, mesh, optimizer):
+  """Initialises the train state directly into its shardings on `mesh`.
+
+  Returns:
+    (state, shardings, graphdef).
+  """
+  graphdef, abstract_model = model_graph(config)
+
+  def init():
+    model = models.create_model(config.model, config.seed)
+    params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                      opt_state=optimizer.init(params))
+
+  abstract_state = jax.eval_shape(init)
+  shardings = state_shardings(mesh, abstract_model, abstract_state)
+  state = jax.jit(init, out_shardings=shardings)()
+  return state, shardings, graphdef
+
+
+def _forward(graphdef, params, images, dropout_masks=None):
+  model = nnx.merge(graphdef, params)
+  return model(images, dropout_masks=dropout_masks)
+
+
+def train_step(state, batch, *, graphdef, optimizer, learning_rate_fn,
+               dropout_rate, seed):
+  """Runs one SGD step on a global batch and returns the new state and metrics."""
+  geom = nnx.merge(graphdef, state.params).geometry
+  key = jax.random.fold_in(jax.random.key(seed), state.step)
+  masks = models.dropout_masks(key, batch['image'].shape[0], geom,
+                               dropout_rate) if dropout_rate > 0 else None
+
+  def loss_fn(params):
+    logits = _forward(graphdef, params, batch['image'], masks)
+    loss = jnp.mean(metrics_lib.cross_entropy(logits, batch['label']))
+    return loss, logits
+
+  (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+      state.params)
+  updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  new_state = state.replace(step=state.step + 1, params=params,
+                            opt_state=opt_state)
+  step_metrics = {
+      'train_loss': loss,
+      'train_top1_error': 1 - jnp.mean(
+          metrics_lib.topk_correct(logits, batch['label'], 1)),
+      'train_top5_error': 1 - jnp.mean(
+          metrics_lib.topk_correct(logits, batch['label'], 5)),
+      'learning_rate': learning_rate_fn(state.step),
+  }
+  return new_state, step_metrics
+
+
+def eval_step(params, batch, *, graphdef):
+  """Returns the masked sums of loss, top-1 and top-5 hits, and the example count."""
+  logits = _forward(graphdef, params, batch['image'])
+  mask = batch['mask']
+  return {
+      'loss': jnp.sum(metrics_lib.cross_entropy(logits, batch['label']) * mask),
+      'top1': jnp.sum(metrics_lib.topk_correct(logits, batch['label'], 1) *
+                      mask),
+      'top5': jnp.sum(metrics_lib.topk_correct(logits, batch['label'], 5) *
+                      mask),
+      'count': jnp.sum(mask),
+  }
+
+
+def jit_train_step(config, mesh, shardings, graphdef, optimizer,
+                   learning_rate_fn):
+  """Jits `train_step` with explicit shardings and the state donated."""
+  step = functools.partial(
+      train_step, graphdef=graphdef, optimizer=optimizer,
+      learning_rate_fn=learning_rate_fn,
+      dropout_rate=config.model.dropout_rate, seed=config.seed)
+  batch = sharding.batch_sharding(mesh)
+  return jax.jit(step, in_shardings=(shardings, batch),
+                 out_shardings=(shardings, sharding.replicated(mesh)),
+                 donate_argnums=0)
+
+
+def jit_eval_step(mesh, param_shardings, graphdef):
+  return jax.jit(functools.partial(eval_step, graphdef=graphdef),
+                 in_shardings=(param_shardings, sharding.batch_sharding(mesh)),
+                 out_shardings=sharding.replicated(mesh))
+
+
+def evaluate(p_eval_step, params, config, mesh):
+  """Evaluates `params` on the whole evaluation split, counting each example once.
+
+  Returns:
+    A dict with eval_loss, eval_top1_error, eval_top5_error and eval_examples.
+  """
+  local_batch = config.eval_batch_size // jax.process_count()
+  dataset, total = input_pipeline.create_eval_dataset(
+      config, local_batch, jax.process_index(), jax.process_count())
+  sums = None
+  for batch in dataset.as_numpy_iterator():
+    out = p_eval_step(params, sharding.shard_batch(batch, mesh))
+    sums = out if sums is None else jax.tree.map(jnp.add, sums, out)
+  sums = jax.device_get(sums)
+  count = float(sums['count'])
+  if int(round(count)) != total:
+    raise RuntimeError(f'Evaluation scored {count} examples, expected {total}.')
+  return {
+      'eval_loss': sums['loss'] / count,
+      'eval_top1_error': 1 - sums['top1'] / count,
+      'eval_top5_error': 1 - sums['top5'] / count,
+      'eval_examples': count,
+  }
+
+
+class PreemptionFlag:
+  """Records SIGTERM so the loop can finish its step, checkpoint and exit cleanly."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = None
+
+  def __enter__(self):
+    def handler(signum, frame):
+      del frame
+      logging.warning('Received signal %d: stopping after this step.', signum)
+      self.requested = True
+    try:
+      self._previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # Not the main thread: leave signals alone.
+      self._previous = None
+    return self
+
+  def __exit__(self, *exc):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
+def total_train_steps(config, num_train_examples: int) -> tuple[int, int]:
+  """Returns (steps_per_epoch, total steps) from num_epochs or num_train_steps."""
+  steps_per_epoch = max(1, num_train_examples // config.batch_size)
+  if config.num_train_steps > 0:
+    return steps_per_epoch, config.num_train_steps
+  return steps_per_epoch, int(math.ceil(config.num_epochs * steps_per_epoch))
+
+
+def check_finite(step_losses: list[tuple[int, float]]) -> None:
+  """Raises FloatingPointError naming the first step whose loss is NaN or infinite."""
+  bad = metrics_lib.first_nonfinite([loss for _, loss in step_losses])
+  if bad is not None:
+    step, loss = step_losses[bad]
+    raise FloatingPointError(
+        f'Training loss is {loss} at step {step}. The last good checkpoint is '
+        'kept in the workdir. Lower --config.learning_rate or check the '
+        'input data, then run again to resume from it.')
+
+
+def summarize(history: dict) -> dict:
+  """Averages a list of per-step metric dicts."""
+  return {k: float(np.mean(v)) for k, v in history.items()}
+
+
+def images_per_second(batch_size, steps, seconds):
+  return batch_size * steps / max(seconds, 1e-9)
