@@ -79,6 +79,10 @@ def get_config():
   config.eval_batch_size = 128  # Global evaluation batch size.
   config.num_eval_examples = -1  # Evaluation examples; -1 uses the whole split.
 
+  # Evaluation protocol.
+  config.eval = ml_collections.ConfigDict()
+  config.eval.crops = 1  # Views per test image: 1 (centre) or 10 (corners, centre and their flips).
+
   # Parallelism. The mesh has axes ('data', 'model'). The paper's two columns
   # are split over 'model' (1 or 2); 'data' is data parallelism.
   config.mesh = ml_collections.ConfigDict()
