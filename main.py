@@ -4,6 +4,7 @@ r"""Trains or evaluates the paper's AlexNet, or prints its parameter table.
     python main.py --config=configs/ilsvrc2012.py --workdir=/tmp/x --mode=summary
 """
 
+import logging as std_logging
 import os
 
 from absl import app
@@ -33,6 +34,13 @@ config_flags.DEFINE_config_file('config', None, 'Configuration file.',
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
+class _QuietLibraryInfo(std_logging.Filter):
+  """Drops INFO records from Orbax, which logs several lines per checkpoint."""
+
+  def filter(self, record):
+    return record.levelno >= std_logging.WARNING or '/orbax/' not in record.pathname
+
+
 def setup_runtime():
   """Configures devices and the multi-process runtime before JAX initialises."""
   if FLAGS.host_device_count:
@@ -58,6 +66,7 @@ def setup_runtime():
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  logging.get_absl_handler().addFilter(_QuietLibraryInfo())
   jax = setup_runtime()
   # Hide GPUs from TensorFlow so tf.data never takes accelerator memory.
   import tensorflow as tf  # pylint: disable=g-import-not-at-top

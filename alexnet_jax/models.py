@@ -124,7 +124,7 @@ def cross_column_bytes(geom: Geometry, dtype_bytes: int = 4) -> int:
 
 
 def _param(init, key, shape, sharding):
-  return nnx.Param(init(key, shape, jnp.float32), sharding=sharding,
+  return nnx.Param(init(key, shape, jnp.float32), out_sharding=sharding,
                    eager_sharding=False)
 
 
