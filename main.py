@@ -26,6 +26,13 @@ flags.DEFINE_integer('num_processes', None, 'Number of processes in the job.')
 flags.DEFINE_integer('process_id', None, 'Index of this process.')
 flags.DEFINE_list('local_device_ids', None,
                   'Devices this process uses, for example 0,1.')
+flags.DEFINE_integer('heartbeat_timeout', 100,
+                     'Seconds without a heartbeat after which jax.distributed '
+                     'declares a process dead and stops the others with an '
+                     'error.')
+flags.DEFINE_integer('initialization_timeout', 300,
+                     'Seconds jax.distributed.initialize() waits for all '
+                     'processes to connect.')
 flags.DEFINE_integer('host_device_count', None,
                      'On CPU, force this many host devices and use gloo '
                      'collectives across processes.')
@@ -59,7 +66,9 @@ def setup_runtime():
   }
   explicit = {k: v for k, v in explicit.items() if v is not None}
   if FLAGS.distributed or explicit:
-    jax.distributed.initialize(**explicit)
+    jax.distributed.initialize(
+        **explicit, heartbeat_timeout_seconds=FLAGS.heartbeat_timeout,
+        initialization_timeout=FLAGS.initialization_timeout)
   return jax
 
 

@@ -166,8 +166,72 @@ def preprocess_eval(image, config):
   return image
 
 
+def train_shard_range(config, rows, process_count):
+  """Returns the training shards [first, last) that feed global-batch rows `rows`.
+
+  The training split is cut into `input.train_shards` contiguous shards (0
+  means one per process). Shard s supplies rows [s * b, (s + 1) * b) of every
+  global batch, where b = batch_size / shards, so the global batches do not
+  depend on how the shards are spread over processes.
+
+  Args:
+    config: the run's config.
+    rows: [start, end) rows of the global batch that this process feeds.
+    process_count: number of processes.
+
+  Returns:
+    (first, last, shards).
+
+  Raises:
+    ValueError: if the shards do not split the global batch at the
+      process's row boundaries.
+  """
+  shards = config.input.train_shards or process_count
+  start, end = rows
+  if shards < 1 or config.batch_size % shards:
+    raise ValueError(
+        f'input.train_shards={shards} does not divide batch_size='
+        f'{config.batch_size}. Set --config.input.train_shards to a divisor '
+        'of the batch size, or 0 for one shard per process.')
+  per_shard = config.batch_size // shards
+  if start % per_shard or end % per_shard:
+    raise ValueError(
+        f'This process feeds rows [{start}, {end}) of the global batch, which '
+        f'do not fall on the boundaries of the {shards} training shards of '
+        f'{per_shard} rows each. Set --config.input.train_shards to a '
+        f'multiple of the process count ({process_count}), or 0.')
+  return start // per_shard, end // per_shard, shards
+
+
+def _shard_batches(config, shard, shards, start_step):
+  """Builds the endless batch stream of one training shard."""
+  source = create_source(config, True, shard, shards)
+  seed, per_shard = config.seed, config.batch_size // shards
+
+  def epoch_stream(epoch):
+    shuffled = source.dataset.shuffle(
+        min(config.input.shuffle_buffer, source.num_examples),
+        seed=seed + 1000003 * epoch + 7919 * shard,
+        reshuffle_each_iteration=False)
+    return shuffled.map(lambda ex: dict(ex, epoch=epoch))
+
+  dataset = tf.data.Dataset.range(1 << 30).flat_map(epoch_stream)
+  dataset = dataset.skip(start_step * per_shard)
+
+  def process(example):
+    image = _decode(example, source.encoded)
+    seed_pair = _example_seed(seed, example['epoch'], example['index'])
+    return {'image': preprocess_train(image, seed_pair, config),
+            'label': tf.cast(example['label'], tf.int32),
+            'index': example['index']}
+
+  dataset = dataset.map(process, num_parallel_calls=tf.data.AUTOTUNE,
+                        deterministic=True)
+  return dataset.batch(per_shard, drop_remainder=True), source
+
+
 def create_train_dataset(config, local_batch_size, process_index,
-                         process_count, start_step=0):
+                         process_count, start_step=0, rows=None):
   """Builds an endless stream of local training batches.
 
   Args:
@@ -176,32 +240,29 @@ def create_train_dataset(config, local_batch_size, process_index,
     process_index: this process's index.
     process_count: number of processes.
     start_step: first step of the stream, to resume a run.
+    rows: [start, end) rows of the global batch that this process feeds
+      (`sharding.process_batch_rows`). Default: the process's block of
+      `local_batch_size` rows in process order.
 
   Returns:
-    (dataset, source) where the dataset yields {'image', 'label'} batches.
+    (dataset, source) where the dataset yields {'image', 'label', 'index'}
+    batches, 'index' being each example's position in the split, and source
+    is this process's first shard.
   """
-  source = create_source(config, True, process_index, process_count)
-  seed = config.seed
-
-  def epoch_stream(epoch):
-    shuffled = source.dataset.shuffle(
-        min(config.input.shuffle_buffer, source.num_examples),
-        seed=seed + 1000003 * epoch, reshuffle_each_iteration=False)
-    return shuffled.map(lambda ex: dict(ex, epoch=epoch))
-
-  dataset = tf.data.Dataset.range(1 << 30).flat_map(epoch_stream)
-  dataset = dataset.skip(start_step * local_batch_size)
-
-  def process(example):
-    image = _decode(example, source.encoded)
-    seed_pair = _example_seed(seed, example['epoch'], example['index'])
-    return {'image': preprocess_train(image, seed_pair, config),
-            'label': tf.cast(example['label'], tf.int32)}
-
-  dataset = dataset.map(process, num_parallel_calls=tf.data.AUTOTUNE,
-                        deterministic=True)
-  dataset = dataset.batch(local_batch_size, drop_remainder=True)
-  return dataset.prefetch(tf.data.AUTOTUNE), source
+  if rows is None:
+    rows = (process_index * local_batch_size,
+            (process_index + 1) * local_batch_size)
+  if rows[1] - rows[0] != local_batch_size:
+    raise ValueError(f'Rows {rows} do not hold {local_batch_size} examples.')
+  first, last, shards = train_shard_range(config, rows, process_count)
+  streams = [_shard_batches(config, shard, shards, start_step)
+             for shard in range(first, last)]
+  dataset = streams[0][0]
+  if len(streams) > 1:
+    dataset = tf.data.Dataset.zip(tuple(stream for stream, _ in streams)).map(
+        lambda *batches: {key: tf.concat([b[key] for b in batches], 0)
+                          for key in batches[0]})
+  return dataset.prefetch(tf.data.AUTOTUNE), streams[0][1]
 
 
 def num_eval_batches(total, local_batch_size, process_count):

@@ -30,7 +30,9 @@ class Trainer:
     self.config, self.workdir, self.mesh = config, workdir, mesh
     sharding.check_batch_size(config.batch_size, mesh)
     sharding.check_batch_size(config.eval_batch_size, mesh, 'eval_batch_size')
-    self.local_batch = config.batch_size // jax.process_count()
+    self.rows = sharding.process_batch_rows(mesh, config.batch_size)
+    input_pipeline.train_shard_range(config, self.rows, jax.process_count())
+    self.local_batch = self.rows[1] - self.rows[0]
     source = input_pipeline.create_source(config, True, jax.process_index(),
                                           jax.process_count())
     self.steps_per_epoch, self.total_steps = train.total_train_steps(
@@ -91,14 +93,19 @@ class Trainer:
                  config.batch_size)
     dataset, _ = input_pipeline.create_train_dataset(
         config, self.local_batch, jax.process_index(), jax.process_count(),
-        start_step=start)
+        start_step=start, rows=self.rows)
     batches = dataset.as_numpy_iterator()
     history, last_train, last_eval = {}, {}, {}
     bar = _progress_bar(self.total_steps, start)
     window_start, window_steps = time.perf_counter(), 0
     with train.PreemptionFlag() as preempted, jax.set_mesh(self.mesh):
       for step in range(start + 1, self.total_steps + 1):
-        batch = sharding.shard_batch(next(batches), self.mesh)
+        batch = next(batches)
+        indices = batch.pop('index')
+        if logging.level_debug():
+          logging.debug('Step %d: process %d reads examples %s.', step,
+                        jax.process_index(), indices.tolist())
+        batch = sharding.shard_batch(batch, self.mesh)
         if step == start + 1:
           compile_start = time.perf_counter()
         self.state, step_metrics = self.p_train_step(self.state, batch)
@@ -114,7 +121,8 @@ class Trainer:
         history.setdefault('step', []).append(step)
         if bar is not None:
           bar.update(1)
-        last = step == self.total_steps or preempted.requested
+        stop = preempted.agreed()
+        last = step == self.total_steps or stop
         if step % config.log_every_steps == 0 or last:
           last_train = self._log_train(step, history,
                                        time.perf_counter() - window_start,
@@ -128,7 +136,7 @@ class Trainer:
             train.check_finite(list(zip(history['step'],
                                         history['train_loss'])))
           self.save(step)
-        if preempted.requested:
+        if stop:
           logging.warning('Stopped at step %d after SIGTERM; the checkpoint '
                           'is saved and the next start resumes from it.', step)
           break

@@ -86,6 +86,29 @@ def check_batch_size(batch_size: int, mesh: Mesh, name: str = 'batch_size'):
         f'Set --config.{name} to a multiple of {processes}.')
 
 
+def process_batch_rows(mesh: Mesh, batch_size: int) -> tuple[int, int]:
+  """Returns [start, end) of the global-batch rows that this process's devices hold.
+
+  `shard_batch` expects exactly these rows from each process. With
+  `jax.make_mesh`, the devices of one process fill whole `data` rows of the
+  mesh, so process p holds the p-th block of batch_size / processes rows.
+
+  Raises:
+    ValueError: if the rows are not one contiguous block.
+  """
+  index_map = batch_sharding(mesh).addressable_devices_indices_map(
+      (batch_size,))
+  blocks = sorted({index[0].indices(batch_size)[:2]
+                   for index in index_map.values()})
+  start, end = blocks[0][0], blocks[-1][1]
+  if sum(stop - first for first, stop in blocks) != end - start:
+    raise ValueError(
+        f'Process {jax.process_index()} holds rows {blocks} of the global '
+        'batch, which are not one contiguous block. Build the mesh so that '
+        "each process's devices form whole rows of the 'data' axis.")
+  return start, end
+
+
 def shard_batch(batch, mesh: Mesh):
   """Assembles per-process numpy batches into global arrays sharded over 'data'."""
   sharding = batch_sharding(mesh)

@@ -13,6 +13,7 @@ import numpy as np
 import optax
 from absl import logging
 from flax import nnx
+from jax.experimental import multihost_utils
 
 from alexnet_jax import checkpointing
 from alexnet_jax import input_pipeline
@@ -218,6 +219,17 @@ class PreemptionFlag:
     except ValueError:  # Not the main thread: leave signals alone.
       self._previous = None
     return self
+
+  def agreed(self) -> bool:
+    """Returns whether any process received SIGTERM.
+
+    Every process must call it at the same step, so that all of them stop
+    after the same step and take part in the same final checkpoint.
+    """
+    if jax.process_count() == 1:
+      return self.requested
+    requested = multihost_utils.process_allgather(np.asarray(self.requested))
+    return bool(np.any(requested))
 
   def __exit__(self, *exc):
     if self._previous is not None:

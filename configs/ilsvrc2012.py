@@ -46,6 +46,7 @@ def get_config():
   config.input.pca_eigvec = IMAGENET_PCA_EIGVEC  # Eigenvectors as columns (rows are R, G, B).
   config.input.random_flip = True  # Random horizontal flips in training.
   config.input.shuffle_buffer = 16_384  # Examples in the training shuffle buffer.
+  config.input.train_shards = 0  # Training split cut into this many streams; a fixed count gives the same batches for any process count dividing it. 0: one per process.
   config.input.on_bad_image = 'skip'  # 'skip' warns and drops an undecodable image; 'raise' stops.
 
   # Model.
