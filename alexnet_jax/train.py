@@ -183,6 +183,9 @@ def evaluate(p_eval_step, params, config, mesh):
   Returns:
     A dict with eval_loss, eval_top1_error, eval_top5_error and eval_examples.
   """
+  # NOTE: this assumes process p's devices hold the p-th block of rows, as
+  # with jax.make_mesh. Unlike training, evaluation does not read the rows
+  # from the sharding (sharding.process_batch_rows).
   local_batch = config.eval_batch_size // jax.process_count()
   dataset, total = input_pipeline.create_eval_dataset(
       config, local_batch, jax.process_index(), jax.process_count())
