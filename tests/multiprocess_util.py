@@ -35,7 +35,7 @@ def free_port() -> int:
 
 
 def subprocess_env() -> dict:
-  """Returns this environment without the test session's forced device count."""
+  """Returns this environment without the device count that conftest.py forces."""
   env = dict(os.environ)
   env.pop('XLA_FLAGS', None)
   env['JAX_PLATFORMS'] = 'cpu'

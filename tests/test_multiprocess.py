@@ -72,7 +72,8 @@ def test_two_processes_match_one(tmp_path):
                             f'--config.num_train_steps={STEPS}',
                             f'--config.checkpoint_every_steps={STEPS}',
                             '--verbosity=1', *MESH_FLAGS)
-    # The single-process run on this session's 4 devices trains meanwhile.
+    # Meanwhile the single-process run trains here, on the 4 devices that
+    # conftest.py forces.
     mesh = sharding.create_mesh(config.mesh)
     loop.train_and_evaluate(config, str(one_dir), mesh)
     procs.wait_all(RUN_TIMEOUT_S)
@@ -80,8 +81,9 @@ def test_two_processes_match_one(tmp_path):
 
   for proc, log in zip(pair, logs):
     assert proc.returncode == 0, log[-3000:]
-  assert 'Process 1 of 2' in logs[1]
-  assert "Mesh {'data': 2, 'model': 2}" in logs[0]
+  for process_id, log in enumerate(logs):
+    assert f'Process {process_id} of 2' in log, log[-3000:]
+    assert "Mesh {'data': 2, 'model': 2}" in log, log[-3000:]
   assert not mp.STEP_LINE.search(logs[1])
 
   two, one = _train_losses(two_dir), _train_losses(one_dir)
