@@ -69,6 +69,8 @@ def paper_lrn():
 
   PyTorch divides alpha by the window size n before scaling the sum of
   squares, so alpha=n*1e-4 gives the paper's 1e-4 per squared activation.
+  In torch 2.13 the layer is composed of pad, avg_pool3d and elementwise
+  ops with no fused kernel, so on the CPU it costs about as much as a conv.
 
   Returns:
     An `nn.LocalResponseNorm` equal to the paper's normalization.
