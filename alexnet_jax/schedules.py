@@ -4,8 +4,8 @@ Krizhevsky et al. (2012) divide the learning rate by 10 whenever the validation
 error stops improving, three times in all, and then stop training. 'plateau'
 implements that rule on the validation top-1 error with
 `optax.contrib.reduce_on_plateau` (factor 0.1, relative threshold `rtol`, no
-cooldown), and adds what optax lacks: a count of reductions and a stop flag
-that is set at the plateau after the last allowed reduction.
+cooldown). It adds two things optax lacks: a count of reductions, and a stop
+flag that is set at the plateau after the last allowed reduction.
 
 The schedule state is a small pytree in `TrainState.schedule`, so it is
 checkpointed with the parameters and a resumed run takes the same decisions.
@@ -90,7 +90,7 @@ def plateau_update(schedule_state, error, *, config):
 
 @dataclasses.dataclass(frozen=True)
 class PlateauEvent:
-  """What one plateau update decided, for logging."""
+  """The decision of one plateau update, for logging."""
 
   reduced: bool  # The learning rate was divided by 10.
   stopped: bool  # Training ends here.

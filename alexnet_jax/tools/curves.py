@@ -12,8 +12,6 @@ from matplotlib import pyplot as plt
 from alexnet_jax import metrics as metrics_lib
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string('workdir', None, 'Workdir of a run.')
-flags.DEFINE_string('output', None, 'PNG to write; default workdir/curves.png.')
 
 PANELS = (
     ('loss', ('train_loss', 'eval_loss')),
@@ -53,6 +51,12 @@ def render(workdir, output=None) -> str:
   return path
 
 
+def define_flags():
+  """Defines the command-line flags; only the command itself calls this."""
+  flags.DEFINE_string('workdir', None, 'Workdir of a run.')
+  flags.DEFINE_string('output', None, 'PNG to write; default workdir/curves.png.')
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
@@ -60,5 +64,6 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  define_flags()
   flags.mark_flags_as_required(['workdir'])
   app.run(main)

@@ -21,8 +21,6 @@ from matplotlib import pyplot as plt
 from alexnet_jax.tools import run_files
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string('workdir', None, 'Workdir of a trained run.')
-flags.DEFINE_string('output', None, 'PNG to write; default workdir/filters.png.')
 
 
 def normalize(kernels):
@@ -83,6 +81,12 @@ def render(workdir, output=None) -> dict:
           'colourfulness': [colourfulness(k) for k in columns]}
 
 
+def define_flags():
+  """Defines the command-line flags; only the command itself calls this."""
+  flags.DEFINE_string('workdir', None, 'Workdir of a trained run.')
+  flags.DEFINE_string('output', None, 'PNG to write; default workdir/filters.png.')
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
@@ -94,5 +98,6 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  define_flags()
   flags.mark_flags_as_required(['workdir'])
   app.run(main)

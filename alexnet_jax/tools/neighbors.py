@@ -27,13 +27,6 @@ from alexnet_jax import sharding
 from alexnet_jax.tools import run_files
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string('workdir', None, 'Workdir of a trained run.')
-flags.DEFINE_integer('queries', 8, 'Validation images to show, evenly spaced '
-                     'over the evaluation split.')
-flags.DEFINE_integer('train_images', 20_000, 'Training images searched, the '
-                     'first ones of the split; -1 searches all.')
-flags.DEFINE_string('output', None,
-                    'PNG to write; default workdir/neighbors.png.')
 
 NUM_NEIGHBORS = 6
 BATCH = 64
@@ -119,6 +112,17 @@ def render(workdir, queries, train_images=20_000, output=None) -> dict:
           'neighbor_labels': train_labels[ids].tolist()}
 
 
+def define_flags():
+  """Defines the command-line flags; only the command itself calls this."""
+  flags.DEFINE_string('workdir', None, 'Workdir of a trained run.')
+  flags.DEFINE_integer('queries', 8, 'Validation images to show, evenly spaced '
+                       'over the evaluation split.')
+  flags.DEFINE_integer('train_images', 20_000, 'Training images searched, the '
+                       'first ones of the split; -1 searches all.')
+  flags.DEFINE_string('output', None,
+                      'PNG to write; default workdir/neighbors.png.')
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
@@ -131,5 +135,6 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  define_flags()
   flags.mark_flags_as_required(['workdir'])
   app.run(main)

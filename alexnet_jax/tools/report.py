@@ -20,7 +20,6 @@ from alexnet_jax.tools import filters
 from alexnet_jax.tools import run_files
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string('workdir', None, 'Workdir of a trained run.')
 
 REPORT_FILE = 'report.md'
 
@@ -77,6 +76,11 @@ def build(workdir) -> str:
   return path
 
 
+def define_flags():
+  """Defines the command-line flags; only the command itself calls this."""
+  flags.DEFINE_string('workdir', None, 'Workdir of a trained run.')
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
@@ -84,5 +88,6 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  define_flags()
   flags.mark_flags_as_required(['workdir'])
   app.run(main)
