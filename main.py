@@ -2,6 +2,8 @@ r"""Trains or evaluates the paper's AlexNet, or prints its parameter table.
 
     python main.py --config=configs/digits.py --workdir=/tmp/digits
     python main.py --config=configs/ilsvrc2012.py --workdir=/tmp/x --mode=summary
+    python main.py --config=configs/ilsvrc2012.py --workdir=/tmp/ens --mode=eval \
+        --ensemble=/tmp/run1,/tmp/run2
 """
 
 import logging as std_logging
@@ -17,6 +19,9 @@ flags.DEFINE_string('workdir', None, 'Folder for checkpoints, metrics and summar
 flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'summary'],
                   'train: train and evaluate; eval: evaluate the latest '
                   'checkpoint in --workdir; summary: print the parameter table.')
+flags.DEFINE_list('ensemble', None,
+                  'With --mode=eval: workdirs of trained runs whose softmax '
+                  'outputs are averaged; the result goes to --workdir.')
 flags.DEFINE_bool('distributed', False,
                   'Call jax.distributed.initialize(); with no other flags it '
                   'detects TPU pods and SLURM.')
@@ -72,6 +77,24 @@ def setup_runtime():
   return jax
 
 
+def run_eval(config, mesh):
+  """Evaluates one run or an ensemble, writes eval_<name>.json and prints the comparison."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from alexnet_jax import evaluation  # pylint: disable=g-import-not-at-top
+  from alexnet_jax import loop  # pylint: disable=g-import-not-at-top
+  evaluation.check_crops(config)
+  if FLAGS.ensemble:
+    results = evaluation.evaluate_ensemble(config, FLAGS.ensemble, mesh)
+  else:
+    results = loop.evaluate_checkpoint(config, FLAGS.workdir, mesh)
+  name = evaluation.eval_name(config, len(FLAGS.ensemble or ()))
+  path = evaluation.write_results(FLAGS.workdir, name, results)
+  if jax.process_index() == 0:
+    print(evaluation.format_comparison(config, results, name,
+                                       ensemble=bool(FLAGS.ensemble)))
+    print(f'Written to {path}')
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
@@ -96,9 +119,11 @@ def main(argv):
     print(summary.format_table(config, mesh))
     return
   if FLAGS.mode == 'eval':
-    results = loop.evaluate_checkpoint(config, FLAGS.workdir, mesh)
-  else:
-    results = loop.train_and_evaluate(config, FLAGS.workdir, mesh)
+    run_eval(config, mesh)
+    return
+  if FLAGS.ensemble:
+    raise app.UsageError('--ensemble needs --mode=eval.')
+  results = loop.train_and_evaluate(config, FLAGS.workdir, mesh)
   if jax.process_index() == 0:
     print(loop.format_final_line(results, FLAGS.workdir))
 

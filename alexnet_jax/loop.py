@@ -11,9 +11,11 @@ from absl import logging
 from alexnet_jax import checkpointing
 from alexnet_jax import input_pipeline
 from alexnet_jax import metrics as metrics_lib
+from alexnet_jax import schedules
 from alexnet_jax import sharding
 from alexnet_jax import train
 
+CONFIG_FILE = 'config.json'
 
 def _progress_bar(total, initial):
   """Returns a tqdm bar on an interactive terminal of process 0, else None."""
@@ -39,6 +41,7 @@ class Trainer:
         config, source.total_examples)
     self.learning_rate_fn = train.create_learning_rate_fn(
         config, self.steps_per_epoch)
+    schedules.check_config(config)
     self.optimizer = train.create_optimizer(config, self.learning_rate_fn)
     self.manager = checkpointing.create_manager(workdir,
                                                 config.keep_checkpoints)
@@ -55,6 +58,8 @@ class Trainer:
           self.learning_rate_fn)
       self.p_eval_step = train.jit_eval_step(mesh, self.shardings.params,
                                              self.graphdef)
+      self.p_plateau_update = schedules.jit_plateau_update(
+          config, sharding.replicated(mesh))
     self.writer = metrics_lib.MetricWriter(workdir)
 
   @property
@@ -70,6 +75,23 @@ class Trainer:
                                self.config, self.mesh)
     self.writer.write(step, results)
     return results
+
+  def update_schedule(self, step, results) -> bool:
+    """Feeds an evaluation to the plateau schedule; returns whether to stop."""
+    if self.config.schedule != 'plateau':
+      return False
+    error = float(results['eval_top1_error'])
+    before = jax.device_get(self.state.schedule)
+    with jax.set_mesh(self.mesh):
+      schedule = self.p_plateau_update(self.state.schedule, error)
+    self.state = self.state.replace(schedule=schedule)
+    event = schedules.describe_update(before, jax.device_get(schedule))
+    schedules.log_event(event, step, error, self.config)
+    if event.reduced or event.stopped:
+      self.writer.write(step, {'plateau_reductions': event.reductions,
+                               'plateau_error': error,
+                               'plateau_stop': float(event.stopped)})
+    return event.stopped
 
   def _log_train(self, step, history, elapsed, steps):
     check = list(zip(history['step'], history['train_loss']))
@@ -96,6 +118,12 @@ class Trainer:
         start_step=start, rows=self.rows)
     batches = dataset.as_numpy_iterator()
     history, last_train, last_eval = {}, {}, {}
+    if bool(jax.device_get(self.state.schedule['stop'])):
+      logging.info('The plateau schedule already ended this run at step %d.',
+                   start)
+      self.close()
+      return last_train, last_eval
+    plateau_stop = False
     bar = _progress_bar(self.total_steps, start)
     window_start, window_steps = time.perf_counter(), 0
     with train.PreemptionFlag() as preempted, jax.set_mesh(self.mesh):
@@ -131,11 +159,15 @@ class Trainer:
         if (config.eval_every_steps > 0 and step % config.eval_every_steps == 0
             ) or step == self.total_steps:
           last_eval = self.evaluate(step)
+          plateau_stop = self.update_schedule(step, last_eval)
+          last = last or plateau_stop
         if step % config.checkpoint_every_steps == 0 or last:
           if history:
             train.check_finite(list(zip(history['step'],
                                         history['train_loss'])))
           self.save(step)
+        if plateau_stop:
+          break
         if stop:
           logging.warning('Stopped at step %d after SIGTERM; the checkpoint '
                           'is saved and the next start resumes from it.', step)
@@ -154,12 +186,21 @@ class Trainer:
 def train_and_evaluate(config, workdir, mesh):
   """Trains, evaluates and checkpoints in `workdir`; returns the final metrics."""
   trainer = Trainer(config, workdir, mesh)
+  write_config(config, workdir)
   try:
     last_train, last_eval = trainer.run()
   except BaseException:
     trainer.manager.wait_until_finished()
     raise
   return {**last_train, **last_eval, 'step': trainer.step}
+
+
+def write_config(config, workdir):
+  """Writes the run's config to `workdir/config.json` for the tools and reports."""
+  if jax.process_index() != 0:
+    return
+  with open(os.path.join(workdir, CONFIG_FILE), 'w', encoding='utf-8') as f:
+    f.write(config.to_json_best_effort(indent=2, sort_keys=True))
 
 
 def evaluate_checkpoint(config, workdir, mesh):

@@ -71,10 +71,11 @@ class Geometry:
   pool_window: int
   pool_stride: int
   spatial: tuple[int, ...]  # Map sizes after conv1, pool1, pool2 and pool5.
+  columns: int = NUM_COLUMNS  # 2 for the paper's network, 1 for its one-column comparison.
 
   @property
   def fc6_inputs(self) -> int:
-    return self.spatial[3] ** 2 * self.conv[4] * NUM_COLUMNS
+    return self.spatial[3] ** 2 * self.conv[4] * self.columns
 
 
 def conv1_padding(input_size: int) -> tuple[int, int]:
@@ -103,21 +104,38 @@ def geometry(model_config) -> Geometry:
     raise ValueError(
         f'model.input_size={size} is too small for pooling {window}/{stride}: '
         f'pool5 would be {p5}x{p5}. Use an input size of at least 67.')
+  columns = model_config.get('columns', NUM_COLUMNS)
+  if columns not in (1, NUM_COLUMNS):
+    raise ValueError(
+        f'model.columns={columns} is invalid: use 2 (the paper\'s network) or '
+        '1 (its one-column comparison network).')
   width = model_config.width
   conv = tuple(max(1, round(c * width)) for c in CONV_FEATURES)
   return Geometry(
       input_size=size, conv1_padding=pad, conv=conv,
       fc=max(1, round(FC_FEATURES * width)),
       num_classes=model_config.num_classes, pool_window=window,
-      pool_stride=stride, spatial=(c1, p1, p2, p5))
+      pool_stride=stride, spatial=(c1, p1, p2, p5), columns=columns)
+
+
+def check_mesh(geom: Geometry, mesh) -> None:
+  """Raises ValueError if a one-column model is given a split `model` axis."""
+  model = mesh.shape[COLUMN_AXIS]
+  if geom.columns == 1 and model != 1:
+    raise ValueError(
+        f'model.columns=1 runs on one device per replica, but the mesh has '
+        f'model={model}. Set --config.mesh.model=1.')
 
 
 def cross_column_bytes(geom: Geometry, dtype_bytes: int = 4) -> int:
   """Returns the bytes one column receives per image in the forward pass.
 
   These are the inputs of conv3, fc6, fc7 and fc8 that come from the other
-  column. The backward pass sends the same number of bytes back.
+  column. The backward pass sends the same number of bytes back. A one-column
+  network sends nothing.
   """
+  if geom.columns == 1:
+    return 0
   values = (geom.spatial[2] ** 2 * geom.conv[1] + geom.spatial[3] ** 2 *
             geom.conv[4] + geom.fc + geom.fc)
   return values * dtype_bytes
@@ -131,26 +149,26 @@ def _param(init, key, shape, sharding):
 class ColumnConv(nnx.Module):
   """One convolution per column, kernels stacked on a leading column axis."""
 
-  def __init__(self, kernel_size, in_features, out_features, *, weight_std,
-               bias_init, rngs):
-    shape = (NUM_COLUMNS, kernel_size, kernel_size, in_features, out_features)
+  def __init__(self, kernel_size, in_features, out_features, *, columns,
+               weight_std, bias_init, rngs):
+    shape = (columns, kernel_size, kernel_size, in_features, out_features)
     sharding = (COLUMN_AXIS, None, None, None, None)
     self.kernel = _param(nnx.initializers.normal(weight_std), rngs.params(),
                          shape, sharding)
     self.bias = _param(nnx.initializers.constant(bias_init), rngs.params(),
-                       (NUM_COLUMNS, out_features), (COLUMN_AXIS, None))
+                       (columns, out_features), (COLUMN_AXIS, None))
 
 
 class ColumnDense(nnx.Module):
   """One dense layer per column, split by output neuron."""
 
-  def __init__(self, in_features, out_features, *, weight_std, bias_init,
-               rngs):
+  def __init__(self, in_features, out_features, *, columns, weight_std,
+               bias_init, rngs):
     self.kernel = _param(nnx.initializers.normal(weight_std), rngs.params(),
-                         (NUM_COLUMNS, in_features, out_features),
+                         (columns, in_features, out_features),
                          (COLUMN_AXIS, None, None))
     self.bias = _param(nnx.initializers.constant(bias_init), rngs.params(),
-                       (NUM_COLUMNS, out_features), (COLUMN_AXIS, None))
+                       (columns, out_features), (COLUMN_AXIS, None))
 
 
 class Dense(nnx.Module):
@@ -169,6 +187,10 @@ class AlexNet(nnx.Module):
 
   Initial biases follow the paper: 0 for conv1, conv3 and fc8, and
   `model.bias_one` (the paper's 1) for conv2, conv4, conv5, fc6 and fc7.
+
+  With `model.columns = 1` it is the paper's comparison network: a single
+  column with the per-column widths (48-128-192-192-128 kernels, fc6 and fc7
+  of 2048), where conv3, fc6, fc7 and fc8 read that one column.
   """
 
   def __init__(self, model_config, *, rngs: nnx.Rngs):
@@ -176,16 +198,19 @@ class AlexNet(nnx.Module):
     self.geometry = geom = geometry(model_config)
     std, one = model_config.weight_std, model_config.bias_one
     c1, c2, c3, c4, c5 = geom.conv
-    layer = functools.partial(ColumnConv, weight_std=std, rngs=rngs)
+    columns = geom.columns
+    layer = functools.partial(ColumnConv, columns=columns, weight_std=std,
+                              rngs=rngs)
     self.conv1 = layer(11, 3, c1, bias_init=0.0)
     self.conv2 = layer(5, c1, c2, bias_init=one)
-    self.conv3 = layer(3, NUM_COLUMNS * c2, c3, bias_init=0.0)
+    self.conv3 = layer(3, columns * c2, c3, bias_init=0.0)
     self.conv4 = layer(3, c3, c4, bias_init=one)
     self.conv5 = layer(3, c4, c5, bias_init=one)
-    dense = functools.partial(ColumnDense, weight_std=std, rngs=rngs)
+    dense = functools.partial(ColumnDense, columns=columns, weight_std=std,
+                              rngs=rngs)
     self.fc6 = dense(geom.fc6_inputs, geom.fc, bias_init=one)
-    self.fc7 = dense(NUM_COLUMNS * geom.fc, geom.fc, bias_init=one)
-    self.fc8 = Dense(NUM_COLUMNS * geom.fc, geom.num_classes, weight_std=std,
+    self.fc7 = dense(columns * geom.fc, geom.fc, bias_init=one)
+    self.fc8 = Dense(columns * geom.fc, geom.num_classes, weight_std=std,
                      bias_init=0.0, rngs=rngs)
 
   def __call__(self, images, *, dropout_masks=None, capture_fc7=False):
@@ -194,8 +219,8 @@ class AlexNet(nnx.Module):
     Args:
       images: [batch, size, size, 3] float array, sharded over `data`.
       dropout_masks: None for evaluation, or a pair of keep masks for fc6 and
-        fc7, each [batch, NUM_COLUMNS, fc] (see `dropout_masks`).
-      capture_fc7: also return the fc7 activations, [batch, 2 * fc].
+        fc7, each [batch, columns, fc] (see `dropout_masks`).
+      capture_fc7: also return the fc7 activations, [batch, columns * fc].
 
     Returns:
       Logits [batch, num_classes], and the fc7 activations if requested.
@@ -204,6 +229,7 @@ class AlexNet(nnx.Module):
     if mesh.empty:
       raise ValueError('AlexNet must be called inside `jax.set_mesh(mesh)` '
                        "with axes ('data', 'model').")
+    check_mesh(self.geometry, mesh)
     params = nnx.to_pure_dict(nnx.state(self, nnx.Param))
     specs = jax.tree.map(lambda _: P(COLUMN_AXIS), params)
     specs['fc8'] = {'kernel': P(), 'bias': P()}
@@ -230,7 +256,7 @@ def dropout_masks(key, batch_size, geom: Geometry, rate: float):
   the key and the example's position, so every mesh draws the same masks.
   """
   keep = 1.0 - rate
-  shape = (batch_size, NUM_COLUMNS, geom.fc)
+  shape = (batch_size, geom.columns, geom.fc)
   k6, k7 = jax.random.split(key)
   return (jax.random.bernoulli(k6, keep, shape),
           jax.random.bernoulli(k7, keep, shape))

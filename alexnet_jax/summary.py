@@ -26,6 +26,7 @@ def _flatten(tree, prefix=''):
 def parameter_rows(config, mesh):
   """Returns one row per parameter with its shape, count, spec and per-column count."""
   _, abstract_model = train.model_graph(config)
+  columns = abstract_model.geometry.columns
   params = nnx.to_pure_dict(nnx.state(abstract_model,
                                                   nnx.Param))
   specs = dict(_flatten(sharding.param_specs(abstract_model)))
@@ -36,7 +37,7 @@ def parameter_rows(config, mesh):
     split = len(spec) > 0 and spec[0] == models.COLUMN_AXIS
     rows.append({
         'name': path, 'shape': tuple(leaf.shape), 'count': count,
-        'spec': spec, 'per_column': count // models.NUM_COLUMNS if split
+        'spec': spec, 'per_column': count // columns if split
                                     else None,
         'bytes_per_device': _bytes_per_device(leaf, spec, mesh),
     })
@@ -53,6 +54,7 @@ def _bytes_per_device(leaf, spec, mesh):
 
 def format_table(config, mesh) -> str:
   """Renders the parameter table and totals as text."""
+  models.check_mesh(models.geometry(config.model), mesh)
   rows = parameter_rows(config, mesh)
   lines = [f'{"parameter":<14} {"shape":<26} {"count":>12} {"per column":>12} '
            f'{"sharding":<28} {"bytes/device":>13}']

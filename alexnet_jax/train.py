@@ -19,44 +19,37 @@ from alexnet_jax import checkpointing
 from alexnet_jax import input_pipeline
 from alexnet_jax import metrics as metrics_lib
 from alexnet_jax import models
+from alexnet_jax import param_groups
+from alexnet_jax import schedules
 from alexnet_jax import sharding
 
 
 @flax.struct.dataclass
 class TrainState:
-  """Everything a run checkpoints: the step, parameters and optimizer state."""
+  """Everything a run checkpoints: the step, parameters, optimizer and schedule state."""
 
   step: jax.Array
   params: Any  # Pure dict of arrays, as `nnx.to_pure_dict` returns.
   opt_state: Any
+  schedule: Any = None  # `schedules.init_schedule_state`: plateau scale, reductions, stop.
 
 
 def create_learning_rate_fn(config, steps_per_epoch: int):
-  """Returns the learning rate as a function of the step.
+  """Returns the base learning rate as a function of the step (see `schedules`)."""
+  return schedules.create_learning_rate_fn(config, steps_per_epoch)
 
-  'step' divides by 10 every `schedule_step_epochs` epochs; 'constant' never
-  does.
+
+def create_optimizer(config, learning_rate_fn=None):
+  """Builds the paper's SGD with momentum and coupled weight decay.
+
+  The learning rate is an injected hyperparameter that `train_step` sets
+  every step from the schedule. `optimizer.param_groups` picks the decay and
+  learning-rate multiplier of each parameter by its path (see
+  `param_groups.py`). `optimizer.momentum_form` picks where the learning rate
+  enters (see `param_groups.sgd`).
   """
-  base = config.learning_rate
-  if config.schedule == 'constant':
-    return optax.constant_schedule(base)
-  if config.schedule == 'step':
-    every = max(1, config.schedule_step_epochs * steps_per_epoch)
-    return optax.exponential_decay(base, every, 0.1, staircase=True)
-  raise ValueError(f"Unknown schedule {config.schedule!r}: use 'step' or "
-                   "'constant'.")
-
-
-def create_optimizer(config, learning_rate_fn):
-  """Builds the paper's SGD: coupled weight decay on every parameter, then momentum.
-
-  optax's `sgd` keeps v <- momentum * v + g and steps by -lr * v. With
-  g = grad + decay * w this is the paper's update
-  v <- 0.9 v - 0.0005 lr w - lr grad while the learning rate is constant.
-  """
-  return optax.chain(
-      optax.add_decayed_weights(config.weight_decay),
-      optax.sgd(learning_rate_fn, momentum=config.momentum))
+  del learning_rate_fn  # The step sets the rate; kept for callers' signature.
+  return param_groups.create_optimizer(config)
 
 
 def model_graph(config, seed=None):
@@ -85,8 +78,10 @@ def state_shardings(mesh, abstract_model, abstract_state):
   opt = jax.tree.map(
       opt_sharding, abstract_state.opt_state,
       is_leaf=lambda x: jax.tree.structure(x) == params_structure)
+  schedule = jax.tree.map(lambda _: sharding.replicated(mesh),
+                          abstract_state.schedule)
   return TrainState(step=sharding.replicated(mesh), params=param_sharding,
-                    opt_state=opt)
+                    opt_state=opt, schedule=schedule)
 
 
 def create_train_state(config, mesh, optimizer):
@@ -96,12 +91,14 @@ def create_train_state(config, mesh, optimizer):
     (state, shardings, graphdef).
   """
   graphdef, abstract_model = model_graph(config)
+  models.check_mesh(abstract_model.geometry, mesh)
 
   def init():
     model = models.create_model(config.model, config.seed)
     params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
     return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                      opt_state=optimizer.init(params))
+                      opt_state=optimizer.init(params),
+                      schedule=schedules.init_schedule_state(config))
 
   abstract_state = jax.eval_shape(init)
   shardings = state_shardings(mesh, abstract_model, abstract_state)
@@ -129,7 +126,9 @@ def train_step(state, batch, *, graphdef, optimizer, learning_rate_fn,
 
   (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(
       state.params)
-  updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+  lr = schedules.learning_rate(learning_rate_fn, state.step, state.schedule)
+  opt_state = param_groups.set_learning_rate(state.opt_state, lr)
+  updates, opt_state = optimizer.update(grads, opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   new_state = state.replace(step=state.step + 1, params=params,
                             opt_state=opt_state)
@@ -139,7 +138,7 @@ def train_step(state, batch, *, graphdef, optimizer, learning_rate_fn,
           metrics_lib.topk_correct(logits, batch['label'], 1)),
       'train_top5_error': 1 - jnp.mean(
           metrics_lib.topk_correct(logits, batch['label'], 5)),
-      'learning_rate': learning_rate_fn(state.step),
+      'learning_rate': lr,
   }
   return new_state, step_metrics
 

@@ -54,6 +54,7 @@ def get_config():
   config.model.num_classes = 1000  # Output classes of fc8.
   config.model.input_size = 227  # Crop size fed to conv1; 224 pads conv1 by (1, 2) so its output stays 55x55.
   config.model.width = 1.0  # Multiplier on every layer's width; 1.0 is the paper's network.
+  config.model.columns = 2  # The paper's 2 columns; 1 is its one-column comparison network (needs mesh.model=1).
   config.model.lrn = True  # Local response normalization after conv1 and conv2.
   config.model.pool_window = 3  # Max-pooling window; the paper's overlapping pooling is 3.
   config.model.pool_stride = 2  # Max-pooling stride; 2 with window 3 overlaps.
@@ -69,8 +70,17 @@ def get_config():
   config.learning_rate = 0.01  # Initial learning rate.
   config.momentum = 0.9  # SGD momentum.
   config.weight_decay = 5e-4  # Coupled L2 decay, added to the gradient before momentum.
-  config.schedule = 'step'  # Learning-rate schedule: 'step' (divide by 10 every schedule_step_epochs) or 'constant'.
+  config.schedule = 'plateau'  # 'plateau' (the paper's: divide by 10 when validation top-1 error stalls), 'step' or 'constant'.
   config.schedule_step_epochs = 30  # Epochs between divisions by 10 for 'step'.
+  # NOTE: the paper gives no threshold or patience for its plateau rule; the
+  # two values below are this config's choice, at 5000 steps per evaluation.
+  config.plateau = ml_collections.ConfigDict()
+  config.plateau.threshold = 0.01  # Relative drop of validation top-1 error that counts as an improvement.
+  config.plateau.patience = 4  # Evaluations without improvement before the rate is divided by 10.
+  config.plateau.max_reductions = 3  # Divisions by 10 (the paper's 3); the next plateau ends training.
+  config.optimizer = ml_collections.ConfigDict()
+  config.optimizer.param_groups = 'paper'  # 'paper': one rate, decay on all; 'caffe': biases at 2x rate, no decay.
+  config.optimizer.momentum_form = 'paper'  # 'paper': v <- 0.9 v - lr g keeps the old rate in v; 'sgd': optax.sgd / torch form.
 
   # Loop.
   config.log_every_steps = 100  # Steps between training-metric logs.
