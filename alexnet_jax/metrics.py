@@ -13,9 +13,10 @@ from absl import logging
 def topk_correct(logits, labels, k):
   """Returns 1.0 where the label is among the k highest logits, else 0.0.
 
-  Ties are broken by class index, as `jax.lax.top_k` breaks them, so a tie
-  with the true label never counts as a hit for all tied classes: a model with
-  constant logits gets top-k error 1 - k / classes on a balanced set, not 0.
+  Ties are broken by class index, as `jax.lax.top_k` breaks them. A tie with
+  the true label therefore never counts as a hit for all tied classes, and a
+  model with constant logits gets top-k error 1 - k / classes on a balanced
+  set, not 0.
 
   The label's rank is counted with elementwise compares and a sum over
   classes, not with `lax.top_k`: XLA's partitioner gathers a batch-sharded

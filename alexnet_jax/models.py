@@ -120,8 +120,8 @@ def cross_column_bytes(geom: Geometry, dtype_bytes: int = 4, *,
 
   Forward, these are the other column's halves of the inputs of conv3, fc6,
   fc7 and fc8. Backward, the gradients of the conv3, fc6 and fc7 inputs come
-  back through reduce-scatters; fc8's input gradient is identical on every
-  column device and needs no exchange.
+  back through reduce-scatters. fc8's input gradient is identical on every
+  column device, so it needs no exchange.
   """
   values = (geom.spatial[2] ** 2 * geom.conv[1] + geom.spatial[3] ** 2 *
             geom.conv[4] + geom.fc)
@@ -299,6 +299,7 @@ def _conv_layers(p, x, geom, lrn):
     h = [norm(c) for c in h]
   with scope('pool1'):
     h = [pool(c) for c in h]
+
   # conv2: column-local.
   with scope('conv2'):
     h = [jax.nn.relu(_conv(c, k, b, 1, 'SAME'))
@@ -307,11 +308,13 @@ def _conv_layers(p, x, geom, lrn):
     h = [norm(c) for c in h]
   with scope('pool2'):
     h = [pool(c) for c in h]
+
   # conv3 reads both columns.
   with scope('conv3'):
     h = _all_columns(_gather_columns(h), p['conv3']['kernel'],
                      p['conv3']['bias'], 1, 'SAME')
     h = [jax.nn.relu(c) for c in h]
+
   # conv4 and conv5: column-local.
   for name in ('conv4', 'conv5'):
     with scope(name):

@@ -69,7 +69,7 @@ def _iota_groups(text: str) -> tuple[tuple[int, ...], ...]:
   """Expands the iota form `[g,n]<=[dims]` or `[g,n]<=[dims]T(perm)`."""
   match = re.fullmatch(r'\[([\d,]+)\]<=\[([\d,]+)\](?:T\(([\d,]+)\))?', text)
   if not match:
-    raise ValueError(f'Unknown replica_groups format: {text!r}')
+    raise ValueError(f'Unsupported replica_groups format: {text!r}')
   out_shape = [int(d) for d in match.group(1).split(',')]
   ids = np.arange(math.prod(out_shape)).reshape(
       [int(d) for d in match.group(2).split(',')])
@@ -83,12 +83,12 @@ def _mesh_axes_groups(text: str) -> tuple[tuple[int, ...], ...]:
   """Expands `mesh['a'=2,'b'=2] {'a'}`: groups vary the listed axes."""
   match = re.fullmatch(r"mesh\[([^\]]*)\]\s*\{([^}]*)\}", text)
   if not match:
-    raise ValueError(f'Unknown replica_groups format: {text!r}')
+    raise ValueError(f'Unsupported replica_groups format: {text!r}')
   axes = re.findall(r"'(\w+)'=(\d+)", match.group(1))
   names = [name for name, _ in axes]
   grouped = re.findall(r"'(\w+)'", match.group(2))
   if set(grouped) - set(names) or re.search(r'[():]', match.group(2)):
-    raise ValueError(f'Unknown replica_groups format: {text!r}')
+    raise ValueError(f'Unsupported replica_groups format: {text!r}')
   ids = np.arange(math.prod(int(size) for _, size in axes)).reshape(
       [int(size) for _, size in axes])
   kept = [i for i, name in enumerate(names) if name not in grouped]

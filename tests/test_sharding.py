@@ -1,7 +1,7 @@
 """Where the two columns live on the mesh, and where the compiled step communicates.
 
-The paper's columns talk only at the inputs of conv3, fc6, fc7 and fc8. These
-tests check that the parameters of column c sit only on the devices at `model`
+Krizhevsky, Sutskever and Hinton (2012) join their two columns only at the
+inputs of conv3, fc6, fc7 and fc8. These tests check that the parameters of column c sit only on the devices at `model`
 index c, and that the compiled train step has cross-column collectives only at
 those four inputs and data-parallel collectives only for the gradient and
 metric reductions.
