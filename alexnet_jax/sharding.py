@@ -24,8 +24,9 @@ def mesh_shape(mesh_config, device_count: int) -> tuple[int, int]:
   mesh = f'Mesh data={data} x model={model}'
   if model not in (1, models.NUM_COLUMNS):
     raise ValueError(
-        f'{mesh} is invalid on {device_count} devices: the two columns split '
-        'over model=1 or model=2 devices. Set --config.mesh.model=1 or 2.')
+        f'mesh.model={model} is invalid: the two columns split over 1 or 2 '
+        f'devices ({mesh}, {device_count} devices). Set '
+        '--config.mesh.model=1 or 2.')
   if data == -1:
     if device_count % model:
       raise ValueError(
