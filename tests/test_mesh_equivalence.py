@@ -27,7 +27,8 @@ def batches():
   config = meshes.tiny_config()
   dataset, _ = input_pipeline.create_train_dataset(config, config.batch_size,
                                                    0, 1)
-  return list(itertools.islice(dataset.as_numpy_iterator(), STEPS))
+  return [{'image': batch['image'], 'label': batch['label']}
+          for batch in itertools.islice(dataset.as_numpy_iterator(), STEPS)]
 
 
 @pytest.fixture(scope='module')
