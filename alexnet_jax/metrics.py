@@ -13,13 +13,22 @@ from absl import logging
 def topk_correct(logits, labels, k):
   """Returns 1.0 where the label is among the k highest logits, else 0.0.
 
-  Ties are broken by class index (`jax.lax.top_k`), so a tie with the true
-  label never counts as a hit for all tied classes: a model with constant
-  logits gets top-k error 1 - k / classes on a balanced set, not 0.
+  Ties are broken by class index, as `jax.lax.top_k` breaks them. A tie with
+  the true label therefore never counts as a hit for all tied classes, and a
+  model with constant logits gets top-k error 1 - k / classes on a balanced
+  set, not 0.
+
+  The label's rank is counted with elementwise compares and a sum over
+  classes, not with `lax.top_k`: XLA's partitioner gathers a batch-sharded
+  `top_k` input across the `data` axis, and this form stays local to each
+  device's batch shard.
   """
-  k = min(k, logits.shape[-1])
-  _, top = jax.lax.top_k(logits, k)
-  return jnp.any(top == labels[:, None], axis=-1).astype(jnp.float32)
+  classes = jnp.arange(logits.shape[-1])
+  is_label = classes == labels[:, None]
+  label_logit = jnp.sum(jnp.where(is_label, logits, 0), axis=-1, keepdims=True)
+  ahead = (logits > label_logit) | ((logits == label_logit) &
+                                    (classes < labels[:, None]))
+  return (jnp.sum(ahead, axis=-1) < k).astype(jnp.float32)
 
 
 def cross_entropy(logits, labels):

@@ -21,11 +21,13 @@ The columns talk only where the paper wires them together (Krizhevsky et al.,
 - fc8 reads both columns' fc7 outputs.
 
 At each of these a tiled `all_gather` over `model` concatenates the columns on
-the channel axis, and its transpose in the backward pass is a reduce-scatter.
-At the paper's size the forward pass receives, per image and per column,
-13*13*128 + 6*6*128 + 2048 + 2048 float32 values (121,344 bytes), and the
-backward pass sends the same amount back; `cross_column_bytes` computes it for
-any configuration.
+the channel axis. In the backward pass the transposes of the conv3, fc6 and
+fc7 gathers are reduce-scatters. fc8's input is gathered as a value identical
+on every `model` device, so its gradient is too, and its transpose is a local
+slice with no exchange. At the paper's size each column receives, per image,
+13*13*128 + 6*6*128 + 2048 + 2048 float32 values (121,344 bytes) in the
+forward pass and 13*13*128 + 6*6*128 + 2048 values (113,152 bytes) in the
+backward pass; `cross_column_bytes` computes both for any configuration.
 
 fc8 is replicated, not split. Its input is already gathered for fc7's output,
 so every device holds the full 4096-vector, and a replicated fc8 (4.1M
@@ -127,17 +129,21 @@ def check_mesh(geom: Geometry, mesh) -> None:
         f'model={model}. Set --config.mesh.model=1.')
 
 
-def cross_column_bytes(geom: Geometry, dtype_bytes: int = 4) -> int:
-  """Returns the bytes one column receives per image in the forward pass.
+def cross_column_bytes(geom: Geometry, dtype_bytes: int = 4, *,
+                       backward: bool = False) -> int:
+  """Returns the bytes one column receives from the other per image.
 
-  These are the inputs of conv3, fc6, fc7 and fc8 that come from the other
-  column. The backward pass sends the same number of bytes back. A one-column
-  network sends nothing.
+  Forward, these are the other column's halves of the inputs of conv3, fc6,
+  fc7 and fc8. Backward, the gradients of the conv3, fc6 and fc7 inputs come
+  back through reduce-scatters. fc8's input gradient is identical on every
+  column device, so it needs no exchange. A one-column network sends nothing.
   """
   if geom.columns == 1:
     return 0
   values = (geom.spatial[2] ** 2 * geom.conv[1] + geom.spatial[3] ** 2 *
-            geom.conv[4] + geom.fc + geom.fc)
+            geom.conv[4] + geom.fc)
+  if not backward:
+    values += geom.fc
   return values * dtype_bytes
 
 
@@ -303,48 +309,79 @@ def _all_columns(x, kernel, bias, stride, padding):
   return jnp.split(y, columns, axis=-1)
 
 
-def _forward(params, images, masks, *, geom, lrn, dropout_rate, dtype,
-             capture_fc7):
-  """Runs the network on one device's batch shard and its local columns."""
-  p = jax.tree.map(lambda a: a.astype(dtype), params)
-  x = images.astype(dtype)
+def _conv_layers(p, x, geom, lrn):
+  """Runs conv1 to pool5 and returns each local column's pool5 maps."""
   pool = functools.partial(max_pool, window=geom.pool_window,
                            stride=geom.pool_stride)
   norm = local_response_norm if lrn else (lambda a: a)
   pad1 = (geom.conv1_padding, geom.conv1_padding)
-
+  scope = jax.named_scope
   # conv1: both columns read the whole image, so one convolution computes both.
-  h = _all_columns(x, p['conv1']['kernel'], p['conv1']['bias'], 4, pad1)
-  h = [pool(norm(jax.nn.relu(c))) for c in h]
+  with scope('conv1'):
+    h = _all_columns(x, p['conv1']['kernel'], p['conv1']['bias'], 4, pad1)
+    h = [jax.nn.relu(c) for c in h]
+  with scope('lrn1'):
+    h = [norm(c) for c in h]
+  with scope('pool1'):
+    h = [pool(c) for c in h]
+
   # conv2: column-local.
-  h = [pool(norm(jax.nn.relu(_conv(c, k, b, 1, 'SAME'))))
-       for c, k, b in zip(h, p['conv2']['kernel'], p['conv2']['bias'])]
+  with scope('conv2'):
+    h = [jax.nn.relu(_conv(c, k, b, 1, 'SAME'))
+         for c, k, b in zip(h, p['conv2']['kernel'], p['conv2']['bias'])]
+  with scope('lrn2'):
+    h = [norm(c) for c in h]
+  with scope('pool2'):
+    h = [pool(c) for c in h]
+
   # conv3 reads both columns.
-  h = _all_columns(_gather_columns(h), p['conv3']['kernel'],
-                   p['conv3']['bias'], 1, 'SAME')
-  h = [jax.nn.relu(c) for c in h]
+  with scope('conv3'):
+    h = _all_columns(_gather_columns(h), p['conv3']['kernel'],
+                     p['conv3']['bias'], 1, 'SAME')
+    h = [jax.nn.relu(c) for c in h]
+
   # conv4 and conv5: column-local.
   for name in ('conv4', 'conv5'):
-    h = [jax.nn.relu(_conv(c, k, b, 1, 'SAME'))
-         for c, k, b in zip(h, p[name]['kernel'], p[name]['bias'])]
-  h = [pool(c) for c in h]
+    with scope(name):
+      h = [jax.nn.relu(_conv(c, k, b, 1, 'SAME'))
+           for c, k, b in zip(h, p[name]['kernel'], p[name]['bias'])]
+  with scope('pool5'):
+    return [pool(c) for c in h]
+
+
+def _forward(params, images, masks, *, geom, lrn, dropout_rate, dtype,
+             capture_fc7):
+  """Runs the network on one device's batch shard and its local columns.
+
+  Every op runs in a `jax.named_scope` of its layer (conv1, lrn1, pool1, ...,
+  fc8), so the op_name metadata of the compiled HLO names the layer, in the
+  forward and the backward pass. The gather of a layer's input from both
+  columns is scoped by the layer that reads it.
+  """
+  p = jax.tree.map(lambda a: a.astype(dtype), params)
+  scope = jax.named_scope
+  h = _conv_layers(p, images.astype(dtype), geom, lrn)
 
   # fc6 reads both columns' pool5 maps, flattened as (height, width, channel)
   # with the channels of column 0 first.
-  x = _gather_columns(h)
-  x = x.reshape(x.shape[0], -1)
+  with scope('fc6'):
+    x = _gather_columns(h)
+    x = x.reshape(x.shape[0], -1)
   for index, name in enumerate(('fc6', 'fc7')):
-    kernel, bias = p[name]['kernel'], p[name]['bias']
-    y = jnp.einsum('bi,cio->bco', x, kernel) + bias
-    y = jax.nn.relu(y)
-    if masks:
-      y = jnp.where(masks[index], y / (1.0 - dropout_rate), 0).astype(dtype)
+    with scope(name):
+      kernel, bias = p[name]['kernel'], p[name]['bias']
+      y = jnp.einsum('bi,cio->bco', x, kernel) + bias
+      y = jax.nn.relu(y)
+      if masks:
+        y = jnp.where(masks[index], y / (1.0 - dropout_rate), 0).astype(dtype)
     # fc7 and fc8 read both columns. fc8 is replicated, so its input is
     # gathered as a value identical on every `model` device.
     to = 'varying' if name == 'fc6' else 'invarying'
-    x = _gather_columns(list(jnp.moveaxis(y, 1, 0)), to=to)
+    with scope('fc7' if name == 'fc6' else 'fc8'):
+      x = _gather_columns(list(jnp.moveaxis(y, 1, 0)), to=to)
   fc7 = x
-  logits = x @ p['fc8']['kernel'] + p['fc8']['bias']
+  with scope('fc8'):
+    logits = x @ p['fc8']['kernel'] + p['fc8']['bias']
   logits = logits.astype(jnp.float32)
   return (logits, fc7.astype(jnp.float32)) if capture_fc7 else (logits,)
 

@@ -21,19 +21,21 @@ def mesh_shape(mesh_config, device_count: int) -> tuple[int, int]:
     ValueError: if the mesh cannot be built, naming the device count and mesh.
   """
   data, model = mesh_config.data, mesh_config.model
+  mesh = f'Mesh data={data} x model={model}'
   if model not in (1, models.NUM_COLUMNS):
     raise ValueError(
         f'mesh.model={model} is invalid: the two columns split over 1 or 2 '
-        f'devices. Set --config.mesh.model=1 or 2 ({device_count} devices).')
+        f'devices ({mesh}, {device_count} devices). Set '
+        '--config.mesh.model=1 or 2.')
   if data == -1:
     if device_count % model:
       raise ValueError(
-          f'mesh.model={model} does not divide the {device_count} devices. '
-          'Set --config.mesh.model=1.')
+          f'{mesh} is invalid: model={model} does not divide the '
+          f'{device_count} devices. Set --config.mesh.model=1.')
     data = device_count // model
   if data < 1 or device_count % (data * model):
     raise ValueError(
-        f'Mesh data={data} x model={model} does not divide the '
+        f'{mesh} is invalid: its {data * model} devices do not divide the '
         f'{device_count} devices. Set --config.mesh.data to a divisor of '
         f'{device_count // model}, or to -1 to use them all.')
   return data, model

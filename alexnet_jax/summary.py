@@ -74,7 +74,8 @@ def format_table(config, mesh) -> str:
       f'Parameter bytes per device: {per_device:,} '
       f'(float32; all parameters: {total * 4:,})',
       f'Cross-column traffic per image and column: '
-      f'{models.cross_column_bytes(geom):,} bytes forward, the same backward',
+      f'{models.cross_column_bytes(geom):,} bytes forward, '
+      f'{models.cross_column_bytes(geom, backward=True):,} bytes backward',
   ]
   return '\n'.join(lines)
 
