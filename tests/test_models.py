@@ -101,11 +101,17 @@ def test_dropout_off_in_evaluation():
   model = models.create_model(config, 0)
   mesh = sharding.create_mesh(_mesh_config(1, 1))
   images = jax.random.normal(jax.random.key(0), (4, 67, 67, 3)) * 50
+  graphdef, params = nnx.split(model)
+
+  @jax.jit
+  def logits(params, masks=None):
+    return nnx.merge(graphdef, params)(images, dropout_masks=masks)
+
   with jax.set_mesh(mesh):
-    first = model(images)
-    second = model(images)
+    first = logits(params)
+    second = logits(params)
     masks = models.dropout_masks(jax.random.key(1), 4, model.geometry, 0.5)
-    dropped = model(images, dropout_masks=masks)
+    dropped = logits(params, masks)
   np.testing.assert_array_equal(np.asarray(first), np.asarray(second))
   assert not np.allclose(np.asarray(first), np.asarray(dropped))
 
