@@ -148,9 +148,13 @@ def check_eval_crops(crops):
                      '10 (corners, centre and their flips).')
 
 
-def preprocess_eval(image, config, stats, crops=1):
-  """Returns the centre view [size, size, 3], or the ten views [10, size, size, 3]."""
+def preprocess_eval(image, config, stats=None, crops=1):
+  """Returns the centre view [size, size, 3], or the ten views [10, size, size, 3].
+
+  `stats` defaults to `input_stats(config.input)`.
+  """
   inp, size = config.input, config.model.input_size
+  stats = input_stats(inp) if stats is None else stats
   image = preprocessing.resize_shorter_side(image, inp.resize_size)
   image = preprocessing.center_crop(image, inp.resize_size)
   if crops == 10:

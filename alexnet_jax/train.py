@@ -147,8 +147,9 @@ def crop_averaged_logits(graphdef, params, images):
   """Returns logits of [batch, H, W, 3] images, or of the mean over crops.
 
   For [batch, crops, H, W, 3] images this is the log of the softmax outputs
-  averaged over each image's crops, as in the paper's ten-crop test. Its
-  softmax is that average, so loss and top-k read it like logits.
+  averaged over each image's crops, as in the ten-crop test of Krizhevsky
+  et al. (2012). Its softmax is that average, so loss and top-k read it like
+  logits.
   """
   if images.ndim == 4:
     return _forward(graphdef, params, images)
