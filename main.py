@@ -100,14 +100,13 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   logging.get_absl_handler().addFilter(_QuietLibraryInfo())
   jax = setup_runtime()
-  # Hide GPUs from TensorFlow so tf.data never takes accelerator memory.
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  tf.config.set_visible_devices([], 'GPU')
-
+  from alexnet_jax import input_pipeline  # pylint: disable=g-import-not-at-top
   from alexnet_jax import loop  # pylint: disable=g-import-not-at-top
   from alexnet_jax import sharding  # pylint: disable=g-import-not-at-top
   from alexnet_jax import summary  # pylint: disable=g-import-not-at-top
 
+  # tf.data must never take accelerator memory, which JAX owns.
+  input_pipeline.configure_tensorflow()
   config = FLAGS.config
   logging.info('Process %d of %d; local devices %s; %d devices in all.',
                jax.process_index(), jax.process_count(), jax.local_devices(),

@@ -1,127 +1,91 @@
-"""tf.data input pipelines: ILSVRC-2012 through TFDS, and the embedded digits.
+"""tf.data input pipelines: training stream, padded evaluation and device prefetch.
 
-Training follows the paper: rescale the shorter side to 256, centre-crop
-256x256, take a random 227x227 window, flip it at random, add PCA lighting
-and subtract the mean. Evaluation takes the centre 227 window of the 256 image.
+Training follows Krizhevsky et al. (2012): rescale the shorter side to 256,
+centre-crop 256x256, take a random 227x227 window, flip it at random, add PCA
+lighting and subtract the mean. For encoded images only the window is decoded
+(`preprocessing.decode_and_random_crop`). Evaluation takes the centre 227
+window of the 256 image, or the paper's ten views (`eval.crops=10`).
 
-Each process reads a disjoint shard. The randomness of every example is a
-function of (seed, epoch, example index), so a resumed run continues the same
-stream and the augmentation does not depend on the number of devices.
+The randomness of every example is a function of (seed, epoch, example index),
+so a resumed run continues the same stream and neither the order nor the
+augmentation depends on the number of devices.
 """
 
+import collections
 import dataclasses
+import json
 import os
 
-import numpy as np
 import tensorflow as tf
-import tensorflow_datasets as tfds
 from absl import logging
 
+from alexnet_jax import bad_images
+from alexnet_jax import datasets
 from alexnet_jax import preprocessing
+from alexnet_jax import sharding
 
-IMAGENET_TARS = ('ILSVRC2012_img_train.tar', 'ILSVRC2012_img_val.tar')
-DIGITS_EVAL_FRACTION = 0.2
-DIGITS_SPLIT_SEED = 0
-
-
-@dataclasses.dataclass
-class Source:
-  """One process's shard of a split, before decoding and augmentation."""
-
-  dataset: tf.data.Dataset  # Elements: {'image', 'label', 'index'}.
-  num_examples: int  # Examples in this process's shard.
-  total_examples: int  # Examples in the whole split.
-  encoded: bool  # Whether 'image' holds encoded bytes (else uint8 pixels).
+# Kept here for callers that build a source without a pipeline.
+create_source = datasets.create_source
+# Primes that separate the shuffle seeds of consecutive epochs and of shards.
+_EPOCH_SEED_STRIDE = 1000003
+_SHARD_SEED_STRIDE = 7919
 
 
-def _shard_bounds(total, process_index, process_count):
-  """Returns [start, end) of a process's contiguous shard of `total` items."""
-  start = total * process_index // process_count
-  end = total * (process_index + 1) // process_count
-  return start, end
+def host_cores():
+  """Returns the CPU cores this process may run on."""
+  try:
+    return len(os.sched_getaffinity(0))
+  except AttributeError:  # Not Linux.
+    return os.cpu_count() or 1
 
 
-def load_digits_arrays(train: bool):
-  """Returns the scikit-learn digits as uint8 RGB images and int labels.
+def configure_tensorflow(op_threads=2):
+  """Hides GPUs from TensorFlow and bounds its own thread pools.
 
-  The 8x8 images with values 0..16 are scaled to 0..255. A fixed,
-  class-stratified 20% of the 1797 images is held out for evaluation.
+  Call it before TensorFlow runs any op. tf.data then never allocates
+  accelerator memory, which JAX owns, and TensorFlow's inter- and intra-op
+  pools use `op_threads` threads each. The input pipeline itself runs on the
+  private pool that `dataset_options` sizes.
   """
-  from sklearn import datasets as sk_datasets  # pylint: disable=g-import-not-at-top
-  from sklearn import model_selection  # pylint: disable=g-import-not-at-top
-
-  digits = sk_datasets.load_digits()
-  images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)
-  images = np.repeat(images[..., None], 3, axis=-1)
-  labels = digits.target.astype(np.int64)
-  train_idx, eval_idx = model_selection.train_test_split(
-      np.arange(len(labels)), test_size=DIGITS_EVAL_FRACTION,
-      random_state=DIGITS_SPLIT_SEED, stratify=labels)
-  index = np.sort(train_idx if train else eval_idx)
-  return images[index], labels[index]
+  tf.config.set_visible_devices([], 'GPU')
+  tf.config.threading.set_inter_op_parallelism_threads(op_threads)
+  tf.config.threading.set_intra_op_parallelism_threads(op_threads)
 
 
-def _digits_source(train, process_index, process_count):
-  images, labels = load_digits_arrays(train)
-  start, end = _shard_bounds(len(labels), process_index, process_count)
-  dataset = tf.data.Dataset.from_tensor_slices({
-      'image': images[start:end],
-      'label': labels[start:end],
-      'index': np.arange(start, end, dtype=np.int64),
-  })
-  return Source(dataset, end - start, len(labels), encoded=False)
+def dataset_options(config):
+  """Returns tf.data options with a private pool sized from the host's cores."""
+  threads = config.input.threads
+  options = tf.data.Options()
+  options.threading.private_threadpool_size = (
+      host_cores() if threads <= 0 else threads)
+  options.threading.max_intra_op_parallelism = 1
+  options.deterministic = True
+  return options
 
 
-def check_imagenet_available(builder, manual_dir):
-  """Raises a clear error when ILSVRC-2012 is neither prepared nor downloadable."""
-  if builder.is_prepared():
-    return
-  missing = [name for name in IMAGENET_TARS
-             if not tf.io.gfile.exists(os.path.join(manual_dir, name))]
-  if missing:
+@dataclasses.dataclass(frozen=True)
+class Stats:
+  """Pixel statistics the pipeline uses: mean on [0, 255], PCA on [0, 1]."""
+
+  mean_rgb: tuple
+  pca_eigval: tuple
+  pca_eigvec: tuple
+
+
+def input_stats(input_config) -> Stats:
+  """Returns the config's pixel statistics, read from `stats_file` when set."""
+  path = input_config.stats_file
+  if not path:
+    return Stats(tuple(input_config.mean_rgb), tuple(input_config.pca_eigval),
+                 tuple(map(tuple, input_config.pca_eigvec)))
+  if not tf.io.gfile.exists(path):
     raise FileNotFoundError(
-        f'ILSVRC-2012 is not prepared in data_dir={builder.data_dir_root!r} '
-        f'and the manual dir {manual_dir!r} lacks {", ".join(missing)}. '
-        f'Download {" and ".join(IMAGENET_TARS)} from image-net.org into '
-        'that folder, or set --config.manual_dir to the folder that holds '
-        'them.')
-
-
-def imagenet_builder(config):
-  """Returns the TFDS `imagenet2012` builder, preparing it from the manual dir."""
-  builder = tfds.builder('imagenet2012', data_dir=config.data_dir)
-  manual_dir = config.manual_dir or os.path.join(builder.data_dir_root,
-                                                 'downloads', 'manual')
-  check_imagenet_available(builder, manual_dir)
-  if not builder.is_prepared():
-    logging.info('Preparing imagenet2012 from %s', manual_dir)
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
-  return builder
-
-
-def _tfds_source(config, split, process_index, process_count):
-  builder = imagenet_builder(config)
-  total = builder.info.splits[split].num_examples
-  start, end = _shard_bounds(total, process_index, process_count)
-  dataset = builder.as_dataset(
-      split=f'{split}[{start}:{end}]', shuffle_files=False,
-      decoders={'image': tfds.decode.SkipDecoding()})
-  index = tf.data.Dataset.range(start, end)
-  dataset = tf.data.Dataset.zip(dataset, index).map(
-      lambda ex, i: {'image': ex['image'], 'label': ex['label'], 'index': i})
-  return Source(dataset, end - start, total, encoded=True)
-
-
-def create_source(config, train, process_index, process_count) -> Source:
-  """Returns this process's shard of the training or evaluation split."""
-  if config.dataset == 'digits':
-    return _digits_source(train, process_index, process_count)
-  if config.dataset == 'imagenet2012':
-    split = config.train_split if train else config.eval_split
-    return _tfds_source(config, split, process_index, process_count)
-  raise ValueError(f"Unknown dataset {config.dataset!r}: use 'imagenet2012' "
-                   "or 'digits'.")
+        f'input.stats_file {path!r} not found. Write it with python -m '
+        'alexnet_jax.tools.dataset_stats, or unset --config.input.stats_file.')
+  with tf.io.gfile.GFile(path) as f:
+    stats = json.load(f)
+  return Stats(tuple(stats['mean_rgb']), tuple(stats['pca_eigval']),
+               tuple(map(tuple, stats['pca_eigvec'])))
 
 
 def _example_seed(seed, epoch, index):
@@ -132,38 +96,110 @@ def _example_seed(seed, epoch, index):
                                                   tf.cast(index, tf.int32))
 
 
-def _decode(example, encoded):
+def _encoded_bytes(example, source):
   image = example['image']
-  return preprocessing.decode_rgb(image) if encoded else image
+  return tf.io.read_file(image) if source.from_files else image
 
 
-def preprocess_train(image, seed, config):
-  """Applies the paper's training augmentation to one decoded image."""
+def preprocess_train(image, seed, config, stats, encoded=False):
+  """Applies the paper's training augmentation to one image.
+
+  Args:
+    image: uint8 [height, width, 3] pixels, or the encoded bytes if `encoded`.
+    seed: [2] int32 stateless seed of this example and epoch.
+    config: the run's config.
+    stats: the `Stats` to use.
+    encoded: whether `image` is an encoded file, of which only the window is
+      decoded.
+
+  Returns:
+    [input_size, input_size, 3] float32 image.
+  """
   inp, size = config.input, config.model.input_size
   crop_seed, flip_seed, light_seed = tf.unstack(
       tf.random.experimental.stateless_split(seed, 3))
-  image = preprocessing.resize_shorter_side(image, inp.resize_size)
-  image = preprocessing.center_crop(image, inp.resize_size)
-  image = preprocessing.random_crop(image, size, crop_seed)
-  if inp.random_flip:
-    image = preprocessing.random_flip(image, flip_seed)
+  if encoded:
+    flip = False
+    if inp.random_flip:
+      flip = tf.random.stateless_uniform([], flip_seed) < 0.5
+    image = preprocessing.decode_and_random_crop(
+        image, crop_seed, inp.resize_size, size, flip)
+  else:
+    image = preprocessing.resize_shorter_side(image, inp.resize_size)
+    image = preprocessing.center_crop(image, inp.resize_size)
+    image = preprocessing.random_crop(image, size, crop_seed)
+    if inp.random_flip:
+      image = preprocessing.random_flip(image, flip_seed)
+  # The lighting shift and the mean are one [3] offset, added in one pass.
+  offset = -tf.constant(stats.mean_rgb, tf.float32)
   if inp.pca_lighting:
-    image = preprocessing.random_pca_lighting(
-        image, light_seed, inp.pca_alpha_std, inp.pca_eigval, inp.pca_eigvec)
-  image = preprocessing.subtract_mean(image, inp.mean_rgb)
+    alpha = preprocessing.random_pca_alpha(light_seed, inp.pca_alpha_std)
+    offset += preprocessing.pca_shift(alpha, stats.pca_eigval,
+                                      stats.pca_eigvec)
+  image = image + offset
   image.set_shape([size, size, 3])
   return image
 
 
-def preprocess_eval(image, config):
-  """Takes the centre crop of the rescaled image, as the paper's single view."""
+def check_eval_crops(crops):
+  """Raises unless `eval.crops` is 1 or 10."""
+  if crops not in (1, 10):
+    raise ValueError(f'eval.crops={crops} is invalid: use 1 (centre view) or '
+                     '10 (corners, centre and their flips).')
+
+
+def preprocess_eval(image, config, stats=None, crops=1):
+  """Returns the centre view [size, size, 3], or the ten views [10, size, size, 3].
+
+  `stats` defaults to `input_stats(config.input)`.
+  """
   inp, size = config.input, config.model.input_size
+  stats = input_stats(inp) if stats is None else stats
   image = preprocessing.resize_shorter_side(image, inp.resize_size)
   image = preprocessing.center_crop(image, inp.resize_size)
-  image = preprocessing.center_crop(image, size)
-  image = preprocessing.subtract_mean(image, inp.mean_rgb)
-  image.set_shape([size, size, 3])
+  if crops == 10:
+    image = preprocessing.ten_crop(image, size)
+  else:
+    check_eval_crops(crops)
+    image = preprocessing.center_crop(image, size)
+  image = preprocessing.subtract_mean(image, stats.mean_rgb)
+  image.set_shape(([10] if crops == 10 else []) + [size, size, 3])
   return image
+
+
+def _example_name(source, example):
+  """Returns the name of an example in bad-image reports."""
+  if source.from_files:
+    return example['image'].decode()
+  return f'example {example["index"]}'
+
+
+def _epoch_stream(source, shuffle_buffer, seed, epoch):
+  """Returns one epoch of the shard in its shuffled order.
+
+  Each example gets its epoch and its position in the epoch. An encoded
+  source's epoch ends with a marker element at position `num_examples`.
+  """
+  epoch = tf.cast(epoch, tf.int64)
+  shuffled = source.dataset.shuffle(
+      min(shuffle_buffer, source.num_examples),
+      seed=seed + _EPOCH_SEED_STRIDE * epoch, reshuffle_each_iteration=False)
+  shuffled = shuffled.enumerate().map(
+      lambda position, ex: dict(ex, epoch=epoch, position=position))
+  if not source.encoded:
+    return shuffled
+  return shuffled.concatenate(_marker(source, epoch, source.num_examples))
+
+
+def _marker(source, epoch, position):
+  """Returns a one-element dataset that marks the end of an epoch."""
+  spec = source.dataset.element_spec
+  return tf.data.Dataset.from_tensors({
+      'image': tf.constant('', tf.string),
+      'label': tf.constant(0, spec['label'].dtype),
+      'index': tf.constant(bad_images.END_OF_EPOCH, tf.int64),
+      'epoch': tf.cast(epoch, tf.int64),
+      'position': tf.constant(position, tf.int64)})
 
 
 def train_shard_range(config, rows, process_count):
@@ -205,28 +241,49 @@ def train_shard_range(config, rows, process_count):
 
 def _shard_batches(config, shard, shards, start_step):
   """Builds the endless batch stream of one training shard."""
-  source = create_source(config, True, shard, shards)
-  seed, per_shard = config.seed, config.batch_size // shards
+  source = datasets.create_source(config, True, shard, shards)
+  seed, stats = config.seed, input_stats(config.input)
+  size, buffer = config.model.input_size, config.input.shuffle_buffer
+  per_shard = config.batch_size // shards
+  shuffle_seed = seed + _SHARD_SEED_STRIDE * shard
 
-  def epoch_stream(epoch):
-    shuffled = source.dataset.shuffle(
-        min(config.input.shuffle_buffer, source.num_examples),
-        seed=seed + 1000003 * epoch + 7919 * shard,
-        reshuffle_each_iteration=False)
-    return shuffled.map(lambda ex: dict(ex, epoch=epoch))
+  def epoch_names(epoch):
+    stream = _epoch_stream(source, buffer, shuffle_seed, epoch)
+    return [_example_name(source, ex) for ex in stream.as_numpy_iterator()
+            if ex['index'] != bad_images.END_OF_EPOCH]
 
-  dataset = tf.data.Dataset.range(1 << 30).flat_map(epoch_stream)
-  dataset = dataset.skip(start_step * per_shard)
+  log = bad_images.BadImageLog(config.input.on_bad_image, epoch_names)
+  source.bad_image_log = log
+  # NOTE: the start is counted in examples read, so when bad images were
+  # skipped before it, a resumed stream starts that many examples late.
+  start_epoch, skip = divmod(start_step * per_shard,
+                             max(source.num_examples, 1))
+  dataset = tf.data.Dataset.range(start_epoch, 1 << 30).flat_map(
+      lambda epoch: _epoch_stream(source, buffer, shuffle_seed, epoch))
+  dataset = dataset.skip(skip)
 
   def process(example):
-    image = _decode(example, source.encoded)
     seed_pair = _example_seed(seed, example['epoch'], example['index'])
-    return {'image': preprocess_train(image, seed_pair, config),
+    image = (_encoded_bytes(example, source) if source.encoded
+             else example['image'])
+    return {'image': preprocess_train(image, seed_pair, config, stats,
+                                      encoded=source.encoded),
             'label': tf.cast(example['label'], tf.int32),
             'index': example['index']}
 
-  dataset = dataset.map(process, num_parallel_calls=tf.data.AUTOTUNE,
-                        deterministic=True)
+  def placeholder():
+    return {'image': tf.zeros([size, size, 3], tf.float32),
+            'label': tf.constant(0, tf.int32),
+            'index': tf.constant(bad_images.END_OF_EPOCH, tf.int64)}
+
+  if source.encoded:
+    dataset = bad_images.map_or_report(
+        dataset, process, placeholder, log,
+        parallel=dataset_options(config).threading.private_threadpool_size,
+        start=(start_epoch, skip))
+  else:
+    dataset = dataset.map(process, num_parallel_calls=tf.data.AUTOTUNE,
+                          deterministic=True)
   return dataset.batch(per_shard, drop_remainder=True), source
 
 
@@ -247,8 +304,10 @@ def create_train_dataset(config, local_batch_size, process_index,
   Returns:
     (dataset, source) where the dataset yields {'image', 'label', 'index'}
     batches, 'index' being each example's position in the split, and source
-    is this process's first shard.
+    is this process's first shard. `source.bad_image_log` records the images
+    that shard skipped.
   """
+  check_eval_crops(config.eval.crops)
   if rows is None:
     rows = (process_index * local_batch_size,
             (process_index + 1) * local_batch_size)
@@ -262,7 +321,8 @@ def create_train_dataset(config, local_batch_size, process_index,
     dataset = tf.data.Dataset.zip(tuple(stream for stream, _ in streams)).map(
         lambda *batches: {key: tf.concat([b[key] for b in batches], 0)
                           for key in batches[0]})
-  return dataset.prefetch(tf.data.AUTOTUNE), streams[0][1]
+  dataset = dataset.prefetch(tf.data.AUTOTUNE)
+  return dataset.with_options(dataset_options(config)), streams[0][1]
 
 
 def num_eval_batches(total, local_batch_size, process_count):
@@ -276,28 +336,74 @@ def create_eval_dataset(config, local_batch_size, process_index,
   """Builds the evaluation batches, padded and masked, never dropped.
 
   Every process yields the same number of batches. Padding examples have
-  mask 0 so each real example is counted exactly once.
+  mask 0 so each real example is counted exactly once. With `eval.crops=10`
+  each image is [10, size, size, 3]. An image that fails to decode raises,
+  naming it, whatever `input.on_bad_image` says, because every example of
+  the split must be scored.
   """
-  source = create_source(config, False, process_index, process_count)
+  source = datasets.create_source(config, False, process_index, process_count)
+  stats, crops = input_stats(config.input), config.eval.crops
   dataset = source.dataset
+  local_count = source.num_examples
   if config.num_eval_examples > 0:
     dataset = dataset.take(config.num_eval_examples // process_count)
     total = config.num_eval_examples // process_count * process_count
+    local_count = min(local_count, config.num_eval_examples // process_count)
   else:
     total = source.total_examples
   steps = num_eval_batches(total, local_batch_size, process_count)
+  size = config.model.input_size
+  shape = ([10] if crops == 10 else []) + [size, size, 3]
 
   def process(example):
-    image = _decode(example, source.encoded)
-    return {'image': preprocess_eval(image, config),
+    image = example['image']
+    if source.encoded:
+      image = preprocessing.decode_rgb(_encoded_bytes(example, source))
+    return {'image': preprocess_eval(image, config, stats, crops),
             'label': tf.cast(example['label'], tf.int32),
             'mask': tf.constant(1.0, tf.float32)}
 
-  dataset = dataset.map(process, num_parallel_calls=tf.data.AUTOTUNE)
-  size = config.model.input_size
-  padding = tf.data.Dataset.from_tensors({
-      'image': tf.zeros([size, size, 3], tf.float32),
-      'label': tf.constant(0, tf.int32),
-      'mask': tf.constant(0.0, tf.float32)}).repeat()
+  def placeholder():
+    return {'image': tf.zeros(shape, tf.float32),
+            'label': tf.constant(0, tf.int32),
+            'mask': tf.constant(0.0, tf.float32)}
+
+  if source.encoded:
+    log = bad_images.BadImageLog(
+        'raise', lambda epoch: [_example_name(source, ex)
+                                for ex in dataset.as_numpy_iterator()])
+    stream = dataset.enumerate().map(
+        lambda position, ex: dict(ex, epoch=tf.constant(0, tf.int64),
+                                  position=position))
+    stream = stream.concatenate(_marker(source, 0, local_count))
+    dataset = bad_images.map_or_report(
+        stream, process, placeholder, log,
+        parallel=dataset_options(config).threading.private_threadpool_size)
+  else:
+    dataset = dataset.map(process, num_parallel_calls=tf.data.AUTOTUNE)
+  padding = tf.data.Dataset.from_tensors(placeholder()).repeat()
   dataset = dataset.concatenate(padding).batch(local_batch_size).take(steps)
-  return dataset.prefetch(tf.data.AUTOTUNE), total
+  dataset = dataset.prefetch(tf.data.AUTOTUNE)
+  return dataset.with_options(dataset_options(config)), total
+
+
+def prefetch_to_mesh(batches, mesh, size=2):
+  """Yields (global batch on `mesh`, example indices), `size` batches ahead.
+
+  The transfers are asynchronous, so the next batches travel to the devices
+  while the current step runs. A batch's 'index' entry stays on the host and
+  is yielded second (None when the batch has none).
+
+  Args:
+    batches: iterator of per-process numpy batches.
+    mesh: the ('data', 'model') mesh.
+    size: batches in flight ahead of the one returned.
+  """
+  queue = collections.deque()
+  for batch in batches:
+    indices = batch.pop('index', None)
+    queue.append((sharding.shard_batch(batch, mesh), indices))
+    if len(queue) > size:
+      yield queue.popleft()
+  while queue:
+    yield queue.popleft()

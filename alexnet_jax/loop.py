@@ -116,7 +116,8 @@ class Trainer:
     dataset, _ = input_pipeline.create_train_dataset(
         config, self.local_batch, jax.process_index(), jax.process_count(),
         start_step=start, rows=self.rows)
-    batches = dataset.as_numpy_iterator()
+    batches = input_pipeline.prefetch_to_mesh(dataset.as_numpy_iterator(),
+                                              self.mesh)
     history, last_train, last_eval = {}, {}, {}
     if bool(jax.device_get(self.state.schedule['stop'])):
       logging.info('The plateau schedule already ended this run at step %d.',
@@ -128,12 +129,10 @@ class Trainer:
     window_start, window_steps = time.perf_counter(), 0
     with train.PreemptionFlag() as preempted, jax.set_mesh(self.mesh):
       for step in range(start + 1, self.total_steps + 1):
-        batch = next(batches)
-        indices = batch.pop('index')
+        batch, indices = next(batches)
         if logging.level_debug():
           logging.debug('Step %d: process %d reads examples %s.', step,
                         jax.process_index(), indices.tolist())
-        batch = sharding.shard_batch(batch, self.mesh)
         if step == start + 1:
           compile_start = time.perf_counter()
         self.state, step_metrics = self.p_train_step(self.state, batch)

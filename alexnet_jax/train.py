@@ -143,9 +143,25 @@ def train_step(state, batch, *, graphdef, optimizer, learning_rate_fn,
   return new_state, step_metrics
 
 
+def crop_averaged_logits(graphdef, params, images):
+  """Returns logits of [batch, H, W, 3] images, or of the mean over crops.
+
+  For [batch, crops, H, W, 3] images this is the log of the softmax outputs
+  averaged over each image's crops, as in the ten-crop test of Krizhevsky
+  et al. (2012). Its softmax is that average, so loss and top-k read it like
+  logits.
+  """
+  if images.ndim == 4:
+    return _forward(graphdef, params, images)
+  batch, crops = images.shape[:2]
+  logits = _forward(graphdef, params, images.reshape((-1,) + images.shape[2:]))
+  probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+  return jnp.log(jnp.mean(probs.reshape(batch, crops, -1), axis=1))
+
+
 def eval_step(params, batch, *, graphdef):
   """Returns the masked sums of loss, top-1 and top-5 hits, and the example count."""
-  logits = _forward(graphdef, params, batch['image'])
+  logits = crop_averaged_logits(graphdef, params, batch['image'])
   mask = batch['mask']
   return {
       'loss': jnp.sum(metrics_lib.cross_entropy(logits, batch['label']) * mask),

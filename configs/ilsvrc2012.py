@@ -13,8 +13,11 @@ import ml_collections
 # Per-channel RGB means and the PCA of RGB pixel covariance on ImageNet, as
 # published with fb.resnet.torch (facebookarchive/fb.resnet.torch,
 # datasets/imagenet.lua) for pixels scaled to [0, 1]. The means are rescaled to
-# [0, 255], the scale the model sees. Eigenvector rows are R, G, B and columns
-# are the principal components.
+# [0, 255], the scale the model sees. The eigenvalues stay on the [0, 1]
+# scale, and `preprocessing.pca_lighting` multiplies the shift by 255.
+# Eigenvector rows are R, G, B and columns are the principal components.
+# `python -m alexnet_jax.tools.dataset_stats` writes the same three values for
+# another data set, on the same scales, to a JSON file for input.stats_file.
 IMAGENET_MEAN_RGB = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 IMAGENET_PCA_EIGVAL = (0.2175, 0.0188, 0.0045)
 IMAGENET_PCA_EIGVEC = (
@@ -44,10 +47,12 @@ def get_config():
   config.input.pca_alpha_std = 0.1  # Std of the per-component lighting coefficients alpha.
   config.input.pca_eigval = IMAGENET_PCA_EIGVAL  # Eigenvalues of the RGB covariance, for pixels in [0, 1].
   config.input.pca_eigvec = IMAGENET_PCA_EIGVEC  # Eigenvectors as columns (rows are R, G, B).
+  config.input.stats_file = ml_collections.FieldReference(None, field_type=str)  # JSON from tools.dataset_stats; when set it replaces mean_rgb, pca_eigval and pca_eigvec.
   config.input.random_flip = True  # Random horizontal flips in training.
   config.input.shuffle_buffer = 16_384  # Examples in the training shuffle buffer.
   config.input.train_shards = 0  # Training split cut into this many streams; a fixed count gives the same batches for any process count dividing it. 0: one per process.
-  config.input.on_bad_image = 'skip'  # 'skip' warns and drops an undecodable image; 'raise' stops.
+  config.input.on_bad_image = 'skip'  # Training: 'skip' logs and drops an undecodable image, 'raise' stops; evaluation always raises.
+  config.input.threads = -1  # tf.data private thread pool size; -1 uses the cores this process may run on.
 
   # Model.
   config.model = ml_collections.ConfigDict()

@@ -1,4 +1,5 @@
-"""Command-line tools that read a trained run's workdir: figures and the report."""
+"""Command-line tools: figures and the report from a trained run's workdir,
+and the pixel statistics of a config's data set."""
 
 import matplotlib
 
