@@ -76,13 +76,8 @@ def predict_step(params, batch, *, graphdef):
   Images of shape [batch, crops, height, width, 3] are scored per crop and
   their probabilities averaged.
   """
-  images = batch['image']
-  # NOTE: the [batch, crops, ...] layout of ten-crop batches is assumed here;
-  # it must match the layout the input pipeline produces for eval.crops=10.
-  crops = images.shape[1] if images.ndim == 5 else 1
-  flat = images.reshape((-1,) + images.shape[-3:])
-  probs = jax.nn.softmax(train._forward(graphdef, params, flat), axis=-1)  # pylint: disable=protected-access
-  return jnp.mean(probs.reshape(images.shape[0], crops, -1), axis=1)
+  logits = train.crop_averaged_logits(graphdef, params, batch['image'])
+  return jax.nn.softmax(logits, axis=-1)
 
 
 def predict(config, workdir, mesh):

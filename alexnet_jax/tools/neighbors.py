@@ -39,6 +39,8 @@ def _images(config, train, limit):
 
   def process(example):
     image = example['image']
+    if source.from_files:
+      image = tf.io.read_file(image)
     if source.encoded:
       image = preprocessing.decode_rgb(image)
     return input_pipeline.preprocess_eval(image, config), example['label']
