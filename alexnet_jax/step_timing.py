@@ -59,8 +59,10 @@ def host_peak_rss_bytes() -> int:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def _dtype_names(tree):
-  return sorted({str(x.dtype) for x in jax.tree.leaves(tree)})
+def _float_dtypes(tree):
+  """Returns the sorted dtype names of the floating-point leaves of `tree`."""
+  return sorted({str(x.dtype) for x in jax.tree.leaves(tree)
+                 if jax.numpy.issubdtype(x.dtype, jax.numpy.floating)})
 
 
 def _setup(config, mesh):
@@ -144,8 +146,8 @@ def time_train_step(config, mesh_shape, *, warmup=2, steps=5,
       'images_per_second': config.batch_size / step_time,
       'losses': losses,
       'loss_dtype': str(metrics['train_loss'].dtype),
-      'param_dtypes': _dtype_names(state.params),
-      'opt_state_dtypes': _dtype_names(state.opt_state),
+      'param_dtypes': _float_dtypes(state.params),
+      'opt_state_dtypes': _float_dtypes(state.opt_state),
       'train_flops_per_image': flops_per_image,
       'achieved_tflops': achieved / 1e12,
       'mfu': (achieved / (peak_tflops * 1e12 * data * model)
