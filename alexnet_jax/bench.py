@@ -128,6 +128,7 @@ def run(config):
   batch_sizes = [int(b) for b in _BATCH_SIZES.value or [config.batch_size]]
   dtypes = _DTYPES.value or [config.model.dtype]
   forward_macs = flops.check_paper_macs(config.model)
+
   torch_rows, rows = {}, []
   for batch_size in batch_sizes:
     if _REFERENCE.value == 'torch':
@@ -143,6 +144,7 @@ def run(config):
           row['torch_ratio'] = (row['images_per_second'] /
                                 torch_rows[batch_size]['images_per_second'])
         rows.append(row)
+
   report = {'jax_version': jax.__version__,
             'forward_macs_per_image': forward_macs,
             'peak_tflops': _PEAK_TFLOPS.value, 'runs': rows,

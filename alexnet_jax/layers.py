@@ -9,10 +9,10 @@ is the same too. They differ in how XLA runs them on the CPU:
   strided 11x11 one with 3 input channels.
 - LRN sums the n squared neighbours as n shifted slices of one padded array
   (one fused elementwise loop), not as a banded matmul or a `reduce_window`.
-- Max pooling keeps `reduce_window` forward but replaces its gradient, XLA's
-  select-and-scatter, which is slow on the CPU, with one fused elementwise
-  loop over the window offsets that routes each gradient to the first maximum
-  in the window, as select-and-scatter does.
+- Max pooling keeps `reduce_window` forward but replaces its gradient. XLA's
+  select-and-scatter is slow on the CPU, so one fused elementwise loop over
+  the window offsets routes each gradient to the first maximum in the window,
+  the input that select-and-scatter picks.
 """
 
 import functools
@@ -22,8 +22,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-# LRN constants from the paper: k, n, alpha and beta, with alpha applied to the
-# plain sum of squares over the window (Caffe and cuda-convnet divide it by n).
+# LRN constants of Krizhevsky et al. (2012), section 3.3: k, n, alpha and
+# beta, with alpha applied to the plain sum of squares over the window (Caffe
+# and cuda-convnet divide it by n).
 LRN_K = 2.0
 LRN_N = 5
 LRN_ALPHA = 1e-4
@@ -82,7 +83,7 @@ def conv1(x, kernel, padding):
 
 def local_response_norm_reference(x, *, k=LRN_K, n=LRN_N, alpha=LRN_ALPHA,
                                   beta=LRN_BETA):
-  """The paper's LRN as written: a `reduce_window` sum and `pow`."""
+  """Computes LRN as the formula reads, with a `reduce_window` sum and `pow`."""
   half = n // 2
   window_sum = lax.reduce_window(
       x * x, jnp.zeros((), x.dtype), lax.add, (1,) * (x.ndim - 1) + (n,),
@@ -117,7 +118,7 @@ def max_pool_reference(x, window, stride):
 
 
 def _offset_slice(x, i, j, stride, out_h, out_w):
-  """The input values at window offset (i, j) of every output pixel."""
+  """Slices the input values at window offset (i, j) of every output pixel."""
   return lax.slice(x, (0, i, j, 0),
                    (x.shape[0], i + stride * (out_h - 1) + 1,
                     j + stride * (out_w - 1) + 1, x.shape[3]),

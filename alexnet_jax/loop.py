@@ -127,7 +127,8 @@ class Trainer:
     plateau_stop = False
     bar = _progress_bar(self.total_steps, start)
     window_start, window_steps = time.perf_counter(), 0
-    tracer = profiling.StepTracer(self.workdir, config.profile_steps, start + 1)
+    tracer = profiling.StepTracer(self.workdir, config.profile_steps,
+                                  start + 1)
     with train.PreemptionFlag() as preempted, jax.set_mesh(self.mesh):
       for step in range(start + 1, self.total_steps + 1):
         batch = next(batches)

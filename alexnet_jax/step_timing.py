@@ -75,6 +75,20 @@ def _setup(config, mesh):
   return state, step
 
 
+def _create_mesh(config):
+  """Builds the config's mesh on the first data * model devices."""
+  data, model = config.mesh.data, config.mesh.model
+  devices = jax.devices()[:data * model]
+  if len(devices) < data * model:
+    raise ValueError(
+        f'Mesh {data}x{model} needs {data * model} devices but '
+        f'{len(jax.devices())} are visible. Pass --host_device_count='
+        f'{data * model} on the CPU.')
+  mesh = sharding.create_mesh(config.mesh, devices)
+  sharding.check_batch_size(config.batch_size, mesh)
+  return mesh
+
+
 def _run_steps(compiled, state, batch, warmup, steps):
   """Runs warm-up then timed steps; returns the state, durations and losses."""
   for _ in range(warmup):
@@ -112,14 +126,8 @@ def time_train_step(config, mesh_shape, *, warmup=2, steps=5,
   data, model = mesh_shape
   config = config.copy_and_resolve_references()
   config.mesh.data, config.mesh.model = data, model
-  devices = jax.devices()[:data * model]
-  if len(devices) < data * model:
-    raise ValueError(
-        f'Mesh {data}x{model} needs {data * model} devices but '
-        f'{len(jax.devices())} are visible. Pass --host_device_count='
-        f'{data * model} on the CPU.')
-  mesh = sharding.create_mesh(config.mesh, devices)
-  sharding.check_batch_size(config.batch_size, mesh)
+  mesh = _create_mesh(config)
+  devices = list(mesh.devices.flat)
   with jax.set_mesh(mesh):
     state, step = _setup(config, mesh)
     batch = _synthetic_batch(config, mesh, config.batch_size)
