@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks the paper's AlexNet train step on one GPU: bfloat16 compute,
+# Benchmarks the AlexNet train step (Krizhevsky et al., 2012) on one GPU: bfloat16 compute,
 # global batch 256 and 512, synthetic device-resident data, mesh 1x1.
 #
 # It prints images/s and MFU. The peak defaults to 989 TFLOP/s, the dense
@@ -9,6 +9,8 @@
 #
 # Needs a CUDA build of the pinned JAX, for example:
 #   pip install "jax[cuda12]==0.10.2"
+#
+# NOTE: not yet run on a GPU; only the CPU path of the bench is tested.
 #
 # Usage: benchmarks/gpu.sh [extra bench flags]
 set -euo pipefail
