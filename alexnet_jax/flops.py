@@ -61,12 +61,14 @@ def check_paper_macs(model_config) -> int:
   """Returns the forward multiply-adds of a paper-shaped config, raising if off.
 
   Raises:
-    AssertionError: if a 227-input, width-1, 1000-class config does not give
-      the paper's 0.724 G multiply-adds.
+    AssertionError: if a two-column, 227-input, width-1, 1000-class config
+      does not give the paper's 0.724 G multiply-adds.
   """
   total = sum(forward_macs(model_config).values())
   paper_shape = (model_config.input_size == 227 and model_config.width == 1.0
-                 and model_config.num_classes == 1000)
+                 and model_config.num_classes == 1000 and
+                 model_config.get('columns', models.NUM_COLUMNS) ==
+                 models.NUM_COLUMNS)
   if paper_shape and abs(total - PAPER_FORWARD_MACS) > PAPER_TOLERANCE:
     raise AssertionError(
         f'The model does {total} forward multiply-adds per image at 227 '

@@ -22,12 +22,12 @@ LAYER_NAMES = ('conv1', 'lrn1', 'pool1', 'conv2', 'lrn2', 'pool2', 'conv3',
                'conv4', 'conv5', 'pool5', 'fc6', 'fc7', 'fc8')
 
 
-def _per_column(fn):
+def _per_column(fn, columns):
   """Applies `fn` to each column slice of a [..., columns * c] input."""
   def apply(params, x):
     del params
-    return jnp.concatenate([fn(c) for c in jnp.split(x, models.NUM_COLUMNS,
-                                                     axis=-1)], axis=-1)
+    return jnp.concatenate([fn(c) for c in jnp.split(x, columns, axis=-1)],
+                           axis=-1)
   return apply
 
 
@@ -42,7 +42,7 @@ def _column_conv(stride, padding, shared_input):
                               padding)
     else:
       h = [models._conv(c, k, b, stride, padding) for c, k, b in zip(
-          jnp.split(x, models.NUM_COLUMNS, axis=-1), params['kernel'],
+          jnp.split(x, params['kernel'].shape[0], axis=-1), params['kernel'],
           params['bias'])]
     return jnp.concatenate([jax.nn.relu(c) for c in h], axis=-1)
   return apply
@@ -63,10 +63,10 @@ def _layers(geom, rate):
   c1, c2, c3, c4, c5 = geom.conv
   s1, q1, q2, q5 = geom.spatial
   s0 = geom.input_size
-  n = models.NUM_COLUMNS
+  n = geom.columns
   pool = _per_column(functools.partial(
-      models.max_pool, window=geom.pool_window, stride=geom.pool_stride))
-  lrn = _per_column(models.local_response_norm)
+      models.max_pool, window=geom.pool_window, stride=geom.pool_stride), n)
+  lrn = _per_column(models.local_response_norm, n)
   same = 'SAME'
 
   def conv(k, cin, cout):
