@@ -11,6 +11,7 @@ from absl import logging
 from alexnet_jax import checkpointing
 from alexnet_jax import input_pipeline
 from alexnet_jax import metrics as metrics_lib
+from alexnet_jax import profiling
 from alexnet_jax import schedules
 from alexnet_jax import sharding
 from alexnet_jax import train
@@ -127,15 +128,19 @@ class Trainer:
     plateau_stop = False
     bar = _progress_bar(self.total_steps, start)
     window_start, window_steps = time.perf_counter(), 0
+    tracer = profiling.StepTracer(self.workdir, config.profile_steps,
+                                  start + 1)
     with train.PreemptionFlag() as preempted, jax.set_mesh(self.mesh):
       for step in range(start + 1, self.total_steps + 1):
         batch, indices = next(batches)
         if logging.level_debug():
           logging.debug('Step %d: process %d reads examples %s.', step,
                         jax.process_index(), indices.tolist())
+        tracer.before_step(step)
         if step == start + 1:
           compile_start = time.perf_counter()
         self.state, step_metrics = self.p_train_step(self.state, batch)
+        tracer.after_step(step, step_metrics)
         if step == start + 1:
           jax.block_until_ready(step_metrics)
           logging.info('First train step compiled and ran in %.1f s.',
@@ -171,6 +176,7 @@ class Trainer:
           logging.warning('Stopped at step %d after SIGTERM; the checkpoint '
                           'is saved and the next start resumes from it.', step)
           break
+    tracer.finish(self.state)
     if bar is not None:
       bar.close()
     self.close()

@@ -10,7 +10,8 @@ the columns it holds (two on a `model = 1` mesh, one on a `model = 2` mesh)
 with plain convolutions. XLA's CPU grouped convolution is several times slower
 than two plain half-size convolutions, and a batch-sharded grouped convolution
 can gather the batch, so the columns are never expressed as
-`feature_group_count=2`.
+`feature_group_count=2`. conv1, LRN and max pooling take the forms in
+`layers` that XLA runs fastest on the CPU, each equal to its plain form.
 
 The columns talk only where the paper wires them together (Krizhevsky et al.,
 2012, Fig. 2):
@@ -45,6 +46,8 @@ from flax import nnx
 from jax import lax
 from jax.sharding import PartitionSpec as P
 
+from alexnet_jax import layers
+
 NUM_COLUMNS = 2
 COLUMN_AXIS = 'model'
 DATA_AXIS = 'data'
@@ -53,12 +56,10 @@ DATA_AXIS = 'data'
 CONV_FEATURES = (48, 128, 192, 192, 128)
 FC_FEATURES = 2048
 
-# LRN constants from the paper: k, n, alpha and beta, with alpha applied to the
-# plain sum of squares over the window (Caffe and cuda-convnet divide it by n).
-LRN_K = 2.0
-LRN_N = 5
-LRN_ALPHA = 1e-4
-LRN_BETA = 0.75
+# The fast CPU forms of LRN and max pooling (see `layers`), each equal to its
+# plain form. The LRN constants are there too.
+local_response_norm = layers.local_response_norm
+max_pool = layers.max_pool
 
 
 @dataclasses.dataclass(frozen=True)
@@ -268,26 +269,6 @@ def dropout_masks(key, batch_size, geom: Geometry, rate: float):
           jax.random.bernoulli(k7, keep, shape))
 
 
-def local_response_norm(x, *, k=LRN_K, n=LRN_N, alpha=LRN_ALPHA,
-                        beta=LRN_BETA):
-  """Normalizes each channel by its n neighbours at the same pixel (the paper's LRN).
-
-  b_i = a_i / (k + alpha * sum_{|j - i| <= n // 2} a_j^2) ** beta. The window
-  sum is a matmul with a banded 0/1 matrix, which XLA runs faster on the CPU
-  than a `reduce_window` over the channel axis.
-  """
-  channels = x.shape[-1]
-  index = jnp.arange(channels)
-  band = (jnp.abs(index[:, None] - index[None, :]) <= n // 2).astype(x.dtype)
-  window_sum = jnp.einsum('...c,cd->...d', x * x, band)
-  return x * (k + alpha * window_sum) ** -beta
-
-
-def max_pool(x, window, stride):
-  return lax.reduce_window(x, -jnp.inf, lax.max, (1, window, window, 1),
-                           (1, stride, stride, 1), 'VALID')
-
-
 def _conv(x, kernel, bias, stride, padding):
   y = lax.conv_general_dilated(x, kernel, (stride, stride), padding,
                                dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
@@ -299,6 +280,13 @@ def _gather_columns(local_maps, to='varying'):
   local = jnp.concatenate(local_maps, axis=-1)
   return lax.all_gather(local, COLUMN_AXIS, axis=local.ndim - 1, tiled=True,
                         to=to)
+
+
+def _conv1_columns(x, kernel, bias, padding):
+  """Applies every local column's conv1 kernel to the image in one convolution."""
+  fused = jnp.concatenate(list(kernel), axis=-1)
+  y = layers.conv1(x, fused, padding) + jnp.concatenate(list(bias))
+  return jnp.split(y, kernel.shape[0], axis=-1)
 
 
 def _all_columns(x, kernel, bias, stride, padding):
@@ -314,11 +302,11 @@ def _conv_layers(p, x, geom, lrn):
   pool = functools.partial(max_pool, window=geom.pool_window,
                            stride=geom.pool_stride)
   norm = local_response_norm if lrn else (lambda a: a)
-  pad1 = (geom.conv1_padding, geom.conv1_padding)
   scope = jax.named_scope
   # conv1: both columns read the whole image, so one convolution computes both.
   with scope('conv1'):
-    h = _all_columns(x, p['conv1']['kernel'], p['conv1']['bias'], 4, pad1)
+    h = _conv1_columns(x, p['conv1']['kernel'], p['conv1']['bias'],
+                       geom.conv1_padding)
     h = [jax.nn.relu(c) for c in h]
   with scope('lrn1'):
     h = [norm(c) for c in h]

@@ -94,6 +94,7 @@ def get_config():
   config.keep_checkpoints = 3  # Most recent checkpoints kept.
   config.eval_batch_size = 128  # Global evaluation batch size.
   config.num_eval_examples = -1  # Evaluation examples; -1 uses the whole split.
+  config.profile_steps = 0  # Steps traced by jax.profiler after the first (compiling) step, into <workdir>/plugins/profile; 0 traces none.
 
   # Evaluation protocol.
   config.eval = ml_collections.ConfigDict()

@@ -1,0 +1,166 @@
+"""Fast CPU forms of conv1, local response normalization and max pooling.
+
+Each function computes the same values as its plain form (kept here as
+`*_reference` for tests and profiling) up to float rounding, and its gradient
+is the same too. They differ in how XLA runs them on the CPU:
+
+- conv1 (11x11, stride 4) becomes a 3x3 stride-1 convolution over 4x4 pixel
+  blocks (space-to-depth), which XLA's CPU convolution runs faster than a
+  strided 11x11 one with 3 input channels.
+- LRN sums the n squared neighbours as n shifted slices of one padded array
+  (one fused elementwise loop), not as a banded matmul or a `reduce_window`.
+- Max pooling keeps `reduce_window` forward but replaces its gradient. XLA's
+  select-and-scatter is slow on the CPU, so one fused elementwise loop over
+  the window offsets routes each gradient to the first maximum in the window,
+  the input that select-and-scatter picks.
+"""
+
+import functools
+import itertools
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+# LRN constants of Krizhevsky et al. (2012), section 3.3: k, n, alpha and
+# beta, with alpha applied to the plain sum of squares over the window (Caffe
+# and cuda-convnet divide it by n).
+LRN_K = 2.0
+LRN_N = 5
+LRN_ALPHA = 1e-4
+LRN_BETA = 0.75
+
+CONV1_KERNEL = 11
+CONV1_STRIDE = 4
+_NHWC = ('NHWC', 'HWIO', 'NHWC')
+
+
+def conv1_reference(x, kernel, padding):
+  """conv1 as a plain 11x11 stride-4 convolution; padding is (low, high)."""
+  return lax.conv_general_dilated(x, kernel, (CONV1_STRIDE,) * 2,
+                                  (padding, padding), dimension_numbers=_NHWC)
+
+
+def _space_to_depth(x, block):
+  """Turns each block x block patch of an NHWC map into one pixel's channels."""
+  batch, height, width, channels = x.shape
+  x = x.reshape(batch, height // block, block, width // block, block, channels)
+  x = x.transpose(0, 1, 3, 2, 4, 5)
+  return x.reshape(batch, height // block, width // block,
+                   block * block * channels)
+
+
+def conv1(x, kernel, padding):
+  """Computes `conv1_reference` as one matmul over 4x4 pixel blocks.
+
+  The padded input (227 at the paper's size) gets one more zero row and
+  column, to 228, a multiple of the stride, and each 4x4x3 block becomes one
+  pixel of 48 channels (57x57x48). The 11x11 kernel gets a zero last row and
+  column, to 12x12, and splits the same way into 3x3 blocks of 48 inputs.
+  The convolution is then 3x3, stride 1, over the blocks. Every output pixel
+  sums the same products as the strided convolution, and the extra row and
+  column only meet zero kernel taps. The 3x3 windows are gathered into
+  432-channel patches and multiplied by the kernel in one matmul, whose
+  transpose gives the kernel gradient as one more matmul. The image needs no
+  gradient, so the patches cost nothing in the backward pass.
+  """
+  s, k = CONV1_STRIDE, CONV1_KERNEL
+  low, high = padding
+  extra = -(x.shape[1] + low + high) % s
+  x = jnp.pad(x, ((0, 0), (low, high + extra), (low, high + extra), (0, 0)))
+  x = _space_to_depth(x, s)
+  taps = -k % s
+  kernel = jnp.pad(kernel, ((0, taps), (0, taps), (0, 0), (0, 0)))
+  kernel = _space_to_depth(kernel.transpose(3, 0, 1, 2), s)
+  blocks = kernel.shape[1]
+  kernel = kernel.transpose(1, 2, 3, 0).reshape(-1, kernel.shape[0])
+  out = x.shape[1] - blocks + 1
+  patches = jnp.concatenate(
+      [x[:, i:i + out, j:j + out, :]
+       for i, j in itertools.product(range(blocks), repeat=2)], axis=-1)
+  return jnp.einsum('bhwk,kf->bhwf', patches, kernel)
+
+
+def local_response_norm_reference(x, *, k=LRN_K, n=LRN_N, alpha=LRN_ALPHA,
+                                  beta=LRN_BETA):
+  """Computes LRN as the formula reads, with a `reduce_window` sum and `pow`."""
+  half = n // 2
+  window_sum = lax.reduce_window(
+      x * x, jnp.zeros((), x.dtype), lax.add, (1,) * (x.ndim - 1) + (n,),
+      (1,) * x.ndim, [(0, 0)] * (x.ndim - 1) + [(half, half)])
+  return x * (k + alpha * window_sum) ** -beta
+
+
+def local_response_norm(x, *, k=LRN_K, n=LRN_N, alpha=LRN_ALPHA,
+                        beta=LRN_BETA):
+  """Normalizes each channel by its n neighbours at the same pixel (the paper's LRN).
+
+  b_i = a_i / (k + alpha * sum_{|j - i| <= n // 2} a_j^2) ** beta, where the
+  sum stops at the first and last channel. This equals
+  `tf.nn.local_response_normalization(x, depth_radius=n // 2, bias=k,
+  alpha=alpha, beta=beta)`. The window sum is a matmul with a banded 0/1
+  matrix, and the paper's beta = 0.75 is taken as rsqrt(d) * sqrt(rsqrt(d)),
+  whose gradient XLA computes faster than that of `pow`.
+  """
+  if beta != 0.75:
+    return local_response_norm_reference(x, k=k, n=n, alpha=alpha, beta=beta)
+  channels = x.shape[-1]
+  index = jnp.arange(channels)
+  band = (jnp.abs(index[:, None] - index[None, :]) <= n // 2).astype(x.dtype)
+  window_sum = jnp.einsum('...c,cd->...d', x * x, band)
+  inverse_root = lax.rsqrt(k + alpha * window_sum)
+  return x * inverse_root * jnp.sqrt(inverse_root)
+
+
+def max_pool_reference(x, window, stride):
+  return lax.reduce_window(x, -jnp.inf, lax.max, (1, window, window, 1),
+                           (1, stride, stride, 1), 'VALID')
+
+
+def _offset_slice(x, i, j, stride, out_h, out_w):
+  """Slices the input values at window offset (i, j) of every output pixel."""
+  return lax.slice(x, (0, i, j, 0),
+                   (x.shape[0], i + stride * (out_h - 1) + 1,
+                    j + stride * (out_w - 1) + 1, x.shape[3]),
+                   (1, stride, stride, 1))
+
+
+def _scatter_offset(g, i, j, stride, shape):
+  """Transposes `_offset_slice`: places g at offset (i, j), zeros elsewhere."""
+  _, out_h, out_w, _ = g.shape
+  high_h = shape[1] - (i + stride * (out_h - 1) + 1)
+  high_w = shape[2] - (j + stride * (out_w - 1) + 1)
+  zero = jnp.zeros((), g.dtype)
+  return lax.pad(g, zero, ((0, 0, 0), (i, high_h, stride - 1),
+                           (j, high_w, stride - 1), (0, 0, 0)))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+def max_pool(x, window, stride):
+  """Max pooling over NHWC maps, 'VALID' windows; equal to `max_pool_reference`."""
+  return max_pool_reference(x, window, stride)
+
+
+def _max_pool_fwd(x, window, stride):
+  y = max_pool_reference(x, window, stride)
+  return y, (x, y)
+
+
+def _max_pool_bwd(window, stride, residuals, g):
+  """Routes each output's gradient to the first maximum of its window.
+
+  Offsets are visited in row-major order, as XLA's select-and-scatter visits
+  them, so ties resolve to the same input.
+  """
+  x, y = residuals
+  _, out_h, out_w, _ = y.shape
+  taken = jnp.zeros(y.shape, bool)
+  dx = jnp.zeros(x.shape, g.dtype)
+  for i, j in itertools.product(range(window), repeat=2):
+    hit = (_offset_slice(x, i, j, stride, out_h, out_w) == y) & ~taken
+    taken = taken | hit
+    dx = dx + _scatter_offset(jnp.where(hit, g, 0), i, j, stride, x.shape)
+  return (dx,)
+
+
+max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)

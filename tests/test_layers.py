@@ -1,0 +1,94 @@
+"""The fast layer forms equal their plain references, values and gradients."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from alexnet_jax import layers
+
+
+def _random(shape, seed=0, scale=1.0):
+  return jnp.asarray(
+      scale * np.random.default_rng(seed).standard_normal(shape), jnp.float32)
+
+
+def _conv1_plain(x, kernel, padding):
+  return lax.conv_general_dilated(x, kernel, (4, 4), (padding, padding),
+                                  dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+
+@pytest.mark.parametrize('size,padding', [(227, (0, 0)), (224, (1, 2)),
+                                          (67, (0, 0))])
+def test_conv1_matches_strided_conv(size, padding):
+  x = _random((2, size, size, 3))
+  kernel = _random((11, 11, 3, 8), seed=1, scale=0.1)
+  expected = _conv1_plain(x, kernel, padding)
+  actual = layers.conv1(x, kernel, padding)
+  assert actual.shape == expected.shape
+  np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_conv1_kernel_gradient_matches():
+  x = _random((2, 67, 67, 3))
+  kernel = _random((11, 11, 3, 8), seed=1, scale=0.1)
+  target = _random((2, 15, 15, 8), seed=2)
+
+  def loss(conv, k):
+    return jnp.sum(conv(x, k, (0, 0)) * target)
+
+  expected = jax.grad(lambda k: loss(_conv1_plain, k))(kernel)
+  actual = jax.grad(lambda k: loss(layers.conv1, k))(kernel)
+  np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_lrn_matches_tensorflow():
+  tf = pytest.importorskip('tensorflow')
+  # Values up to 100 make alpha * sum(a^2) (up to 5) larger than k = 2.
+  x = np.random.default_rng(0).uniform(-100, 100, (2, 7, 9, 48))
+  x = x.astype(np.float32)
+  expected = tf.nn.local_response_normalization(
+      x, depth_radius=2, bias=2.0, alpha=1e-4, beta=0.75).numpy()
+  actual = layers.local_response_norm(jnp.asarray(x))
+  np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_lrn_reference_matches_tensorflow():
+  tf = pytest.importorskip('tensorflow')
+  x = np.random.default_rng(1).uniform(-100, 100, (1, 5, 5, 16))
+  x = x.astype(np.float32)
+  expected = tf.nn.local_response_normalization(
+      x, depth_radius=2, bias=2.0, alpha=1e-4, beta=0.75).numpy()
+  actual = layers.local_response_norm_reference(jnp.asarray(x))
+  np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_lrn_gradient_matches_reference():
+  x = _random((2, 6, 6, 16), scale=50.0)
+  target = _random((2, 6, 6, 16), seed=3)
+  fast = jax.grad(lambda a: jnp.sum(layers.local_response_norm(a) * target))
+  plain = jax.grad(
+      lambda a: jnp.sum(layers.local_response_norm_reference(a) * target))
+  np.testing.assert_allclose(fast(x), plain(x), rtol=1e-4, atol=1e-6)
+
+
+def test_max_pool_matches_reduce_window():
+  x = _random((2, 13, 13, 4))
+  np.testing.assert_array_equal(layers.max_pool(x, 3, 2),
+                                layers.max_pool_reference(x, 3, 2))
+
+
+@pytest.mark.parametrize('window,stride', [(3, 2), (2, 2)])
+def test_max_pool_gradient_with_ties(window, stride):
+  # Small integers make many windows tie; the gradient must go to the same
+  # input as XLA's select-and-scatter picks.
+  x = jnp.asarray(np.random.default_rng(0).integers(0, 3, (2, 11, 11, 3)),
+                  jnp.float32)
+  target = _random((2, (11 - window) // stride + 1,
+                    (11 - window) // stride + 1, 3), seed=4)
+  fast = jax.grad(lambda a: jnp.sum(layers.max_pool(a, window, stride) *
+                                    target))(x)
+  plain = jax.grad(lambda a: jnp.sum(
+      layers.max_pool_reference(a, window, stride) * target))(x)
+  np.testing.assert_array_equal(fast, plain)
