@@ -23,7 +23,7 @@ test: $(VENV)/.installed
 	$(PY) -m pytest -q tests
 
 summary: $(VENV)/.installed
-	$(PY) main.py --config=configs/ilsvrc2012.py --workdir=/tmp/alexnet_summary --mode=summary
+	$(PY) main.py --config=configs/ilsvrc2012.py --workdir=/tmp/alexnet_summary --mode=summary --host_device_count=2
 
 clean:
 	rm -rf $(VENV) runs

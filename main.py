@@ -111,7 +111,11 @@ def main(argv):
   logging.info('Process %d of %d; local devices %s; %d devices in all.',
                jax.process_index(), jax.process_count(), jax.local_devices(),
                jax.device_count())
-  mesh = sharding.create_mesh(config.mesh)
+  try:
+    mesh = sharding.create_mesh(config.mesh)
+  except ValueError as error:
+    # A mesh that does not fit the devices is a usage error, not a crash.
+    raise SystemExit(f'Error: {error}') from error
   logging.info('Mesh %s over devices %s.', dict(mesh.shape),
                mesh.devices.tolist())
   if FLAGS.mode == 'summary':

@@ -114,6 +114,12 @@ class Trainer:
     logging.info('Training steps %d to %d (%d per epoch), global batch %d.',
                  start, self.total_steps, self.steps_per_epoch,
                  config.batch_size)
+    if start >= self.total_steps:
+      logging.info('The workdir is already trained to step %d; nothing to '
+                   'train. Run --mode=eval for its metrics, or raise '
+                   'num_train_steps to train further.', start)
+      self.close()
+      return {}, {}
     dataset, _ = input_pipeline.create_train_dataset(
         config, self.local_batch, jax.process_index(), jax.process_count(),
         start_step=start, rows=self.rows)

@@ -31,7 +31,8 @@ def mesh_shape(mesh_config, device_count: int) -> tuple[int, int]:
     if device_count % model:
       raise ValueError(
           f'{mesh} is invalid: model={model} does not divide the '
-          f'{device_count} devices. Set --config.mesh.model=1.')
+          f'{device_count} devices. Set --config.mesh.model=1, or on a CPU '
+          f'pass --host_device_count={model} to main.py.')
     data = device_count // model
   if data < 1 or device_count % (data * model):
     raise ValueError(

@@ -1,4 +1,4 @@
-"""Training and evaluation loop: state, jitted steps with explicit shardings, and the driver."""
+"""Training and evaluation steps: the train state, the optimizer, and jitted steps with explicit shardings."""
 
 import functools
 import math
