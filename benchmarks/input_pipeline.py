@@ -130,6 +130,7 @@ def pipeline_rate(root, threads):
   config.data_dir = root
   config.model.num_classes = 10
   config.input.threads = threads
+  config.batch_size = FLAGS.batch_size  # One process feeds the whole batch.
   dataset, _ = input_pipeline.create_train_dataset(config, FLAGS.batch_size,
                                                    0, 1)
   return time_batches(dataset.as_numpy_iterator(), FLAGS.batch_size,
