@@ -1,7 +1,8 @@
 r"""Trains or evaluates the paper's AlexNet, or prints its parameter table.
 
     python main.py --config=configs/digits.py --workdir=/tmp/digits
-    python main.py --config=configs/ilsvrc2012.py --workdir=/tmp/x --mode=summary
+    python main.py --config=configs/ilsvrc2012.py --workdir=/tmp/x --mode=summary \
+        --host_device_count=2
     python main.py --config=configs/ilsvrc2012.py --workdir=/tmp/ens --mode=eval \
         --ensemble=/tmp/run1,/tmp/run2
 """

@@ -104,6 +104,52 @@ class Trainer:
     self.writer.write(step, summary)
     return summary
 
+  def _nothing_to_train(self, start) -> bool:
+    """Returns True, and logs why, when a resumed run has no step left."""
+    if start >= self.total_steps:
+      logging.info('The workdir is already trained to step %d; nothing to '
+                   'train. Run --mode=eval for its metrics, or raise '
+                   'num_train_steps to train further.', start)
+      return True
+    if bool(jax.device_get(self.state.schedule['stop'])):
+      logging.info('The plateau schedule already ended this run at step %d.',
+                   start)
+      return True
+    return False
+
+  def _train_step(self, step, batches, tracer, first):
+    """Runs one step on the next batch and returns its metrics on the host."""
+    batch, indices = next(batches)
+    if logging.level_debug():
+      logging.debug('Step %d: process %d reads examples %s.', step,
+                    jax.process_index(), indices.tolist())
+    tracer.before_step(step)
+    compile_start = time.perf_counter()
+    self.state, step_metrics = self.p_train_step(self.state, batch)
+    tracer.after_step(step, step_metrics)
+    if first:
+      jax.block_until_ready(step_metrics)
+      logging.info('First train step compiled and ran in %.1f s.',
+                   time.perf_counter() - compile_start)
+    return jax.device_get(step_metrics)
+
+  def _evaluate_and_save(self, step, history, last):
+    """Evaluates and checkpoints when due.
+
+    Returns:
+      (eval metrics or None, whether the plateau schedule ended training).
+    """
+    config, results, plateau_stop = self.config, None, False
+    if (config.eval_every_steps > 0 and step % config.eval_every_steps == 0
+        ) or step == self.total_steps:
+      results = self.evaluate(step)
+      plateau_stop = self.update_schedule(step, results)
+    if step % config.checkpoint_every_steps == 0 or last or plateau_stop:
+      if history:
+        train.check_finite(list(zip(history['step'], history['train_loss'])))
+      self.save(step)
+    return results, plateau_stop
+
   def run(self):
     """Trains to `total_steps`, evaluating and checkpointing on schedule.
 
@@ -114,10 +160,7 @@ class Trainer:
     logging.info('Training steps %d to %d (%d per epoch), global batch %d.',
                  start, self.total_steps, self.steps_per_epoch,
                  config.batch_size)
-    if start >= self.total_steps:
-      logging.info('The workdir is already trained to step %d; nothing to '
-                   'train. Run --mode=eval for its metrics, or raise '
-                   'num_train_steps to train further.', start)
+    if self._nothing_to_train(start):
       self.close()
       return {}, {}
     dataset, _ = input_pipeline.create_train_dataset(
@@ -126,35 +169,19 @@ class Trainer:
     batches = input_pipeline.prefetch_to_mesh(dataset.as_numpy_iterator(),
                                               self.mesh)
     history, last_train, last_eval = {}, {}, {}
-    if bool(jax.device_get(self.state.schedule['stop'])):
-      logging.info('The plateau schedule already ended this run at step %d.',
-                   start)
-      self.close()
-      return last_train, last_eval
-    plateau_stop = False
     bar = _progress_bar(self.total_steps, start)
-    window_start, window_steps = time.perf_counter(), 0
     tracer = profiling.StepTracer(self.workdir, config.profile_steps,
                                   start + 1)
+    window_start, window_steps = time.perf_counter(), 0
     with train.PreemptionFlag() as preempted, jax.set_mesh(self.mesh):
       for step in range(start + 1, self.total_steps + 1):
-        batch, indices = next(batches)
-        if logging.level_debug():
-          logging.debug('Step %d: process %d reads examples %s.', step,
-                        jax.process_index(), indices.tolist())
-        tracer.before_step(step)
+        step_metrics = self._train_step(step, batches, tracer,
+                                        step == start + 1)
         if step == start + 1:
-          compile_start = time.perf_counter()
-        self.state, step_metrics = self.p_train_step(self.state, batch)
-        tracer.after_step(step, step_metrics)
-        if step == start + 1:
-          jax.block_until_ready(step_metrics)
-          logging.info('First train step compiled and ran in %.1f s.',
-                       time.perf_counter() - compile_start)
           window_start = time.perf_counter()
         else:
           window_steps += 1
-        for key, value in jax.device_get(step_metrics).items():
+        for key, value in step_metrics.items():
           history.setdefault(key, []).append(float(value))
         history.setdefault('step', []).append(step)
         if bar is not None:
@@ -166,16 +193,8 @@ class Trainer:
                                        time.perf_counter() - window_start,
                                        max(window_steps, 1))
           history, window_start, window_steps = {}, time.perf_counter(), 0
-        if (config.eval_every_steps > 0 and step % config.eval_every_steps == 0
-            ) or step == self.total_steps:
-          last_eval = self.evaluate(step)
-          plateau_stop = self.update_schedule(step, last_eval)
-          last = last or plateau_stop
-        if step % config.checkpoint_every_steps == 0 or last:
-          if history:
-            train.check_finite(list(zip(history['step'],
-                                        history['train_loss'])))
-          self.save(step)
+        results, plateau_stop = self._evaluate_and_save(step, history, last)
+        last_eval = results or last_eval
         if plateau_stop:
           break
         if stop:
