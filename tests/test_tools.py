@@ -25,7 +25,8 @@ def test_filters_two_blocks(digits_run):
 def test_filters_png_not_blank(digits_run):
   _, workdir = digits_run
   pixels = png_pixels(filters.render(workdir)['path'])
-  assert pixels.shape[0] >= 300 and pixels.shape[1] >= 600
+  assert pixels.shape[0] >= 300
+  assert pixels.shape[1] >= 600
   assert pixels.std() > 10
 
 
@@ -41,14 +42,16 @@ def test_neighbors_png_not_blank(digits_run):
   if not os.path.exists(path):
     neighbors.render(workdir, queries=8, train_images=-1)
   pixels = png_pixels(path)
-  assert pixels.shape[0] >= 400 and pixels.shape[1] >= 400
+  assert pixels.shape[0] >= 400
+  assert pixels.shape[1] >= 400
   assert pixels.std() > 10
 
 
 def test_curves_png_not_blank(digits_run):
   _, workdir = digits_run
   pixels = png_pixels(curves.render(workdir))
-  assert pixels.shape[0] >= 300 and pixels.shape[1] >= 1000
+  assert pixels.shape[0] >= 300
+  assert pixels.shape[1] >= 1000
   assert pixels.std() > 10
 
 
