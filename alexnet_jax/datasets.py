@@ -33,7 +33,7 @@ class Source:
   dataset: tf.data.Dataset  # Elements: {'image', 'label', 'index'}.
   num_examples: int  # Examples in this process's shard.
   total_examples: int  # Examples in the whole split.
-  encoded: bool  # Whether 'image' holds encoded bytes (else uint8 pixels).
+  encoded: bool  # Whether 'image' contains encoded bytes (else uint8 pixels).
   from_files: bool = False  # Whether 'image' is a file path to read.
   bad_image_log: Any = None  # The training stream's `bad_images.BadImageLog`.
 

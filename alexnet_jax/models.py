@@ -6,7 +6,7 @@ sharded over the `model` mesh axis, so with `mesh.model = 2` column c lives on
 the devices at `model` index c, as on the paper's two GPUs.
 
 The forward pass runs under `jax.shard_map`. Inside it each device loops over
-the columns it holds (two on a `model = 1` mesh, one on a `model = 2` mesh)
+the columns it stores (two on a `model = 1` mesh, one on a `model = 2` mesh)
 with plain convolutions. XLA's CPU grouped convolution is several times slower
 than two plain half-size convolutions, and a batch-sharded grouped convolution
 can gather the batch, so the columns are never expressed as

@@ -106,7 +106,7 @@ def process_batch_rows(mesh: Mesh, batch_size: int) -> tuple[int, int]:
   start, end = blocks[0][0], blocks[-1][1]
   if sum(stop - first for first, stop in blocks) != end - start:
     raise ValueError(
-        f'Process {jax.process_index()} holds rows {blocks} of the global '
+        f'Process {jax.process_index()} feeds rows {blocks} of the global '
         'batch, which are not one contiguous block. Build the mesh so that '
         "each process's devices form whole rows of the 'data' axis.")
   return start, end

@@ -14,11 +14,12 @@ from alexnet_jax import sharding
 from alexnet_jax import train
 
 
-def _flatten(tree, prefix=''):
+def flatten(tree, prefix=''):
+  """Yields ('layer/name', leaf) pairs of a nested dict, depth first."""
   for key, value in tree.items():
     path = f'{prefix}/{key}' if prefix else key
     if isinstance(value, dict):
-      yield from _flatten(value, path)
+      yield from flatten(value, path)
     else:
       yield path, value
 
@@ -29,9 +30,9 @@ def parameter_rows(config, mesh):
   columns = abstract_model.geometry.columns
   params = nnx.to_pure_dict(nnx.state(abstract_model,
                                                   nnx.Param))
-  specs = dict(_flatten(sharding.param_specs(abstract_model)))
+  specs = dict(flatten(sharding.param_specs(abstract_model)))
   rows = []
-  for path, leaf in _flatten(params):
+  for path, leaf in flatten(params):
     spec = specs[path]
     count = math.prod(leaf.shape)
     split = len(spec) > 0 and spec[0] == models.COLUMN_AXIS

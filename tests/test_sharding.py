@@ -23,6 +23,7 @@ import hlo
 import meshes
 from alexnet_jax import models
 from alexnet_jax import sharding
+from alexnet_jax import summary
 from alexnet_jax import train
 from configs import ilsvrc2012
 
@@ -39,15 +40,6 @@ COLUMN_LOCAL_LAYERS = {'conv1', 'lrn1', 'pool1', 'conv2', 'lrn2', 'pool2',
 def steps():
   return {shape: meshes.compiled_train_step(*shape)
           for shape in ((1, 2), (2, 2))}
-
-
-def _flatten(tree, prefix=''):
-  for key, value in tree.items():
-    path = f'{prefix}/{key}' if prefix else key
-    if isinstance(value, dict):
-      yield from _flatten(value, path)
-    else:
-      yield path, value
 
 
 def _param_trees(state):
@@ -74,7 +66,7 @@ def test_column_params_live_on_column_devices(steps, shape):
   mesh = steps[shape]['mesh']
   coords = {device: index[1] for index, device in np.ndenumerate(mesh.devices)}
   for tree_name, tree in _param_trees(steps[shape]['state']):
-    for path, array in _flatten(tree):
+    for path, array in summary.flatten(tree):
       if path.split('/')[0] not in COLUMN_LAYERS:
         continue
       full = np.asarray(array)
