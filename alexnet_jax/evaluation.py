@@ -76,7 +76,8 @@ def predict_step(params, batch, *, graphdef):
   Images of shape [batch, crops, height, width, 3] are scored per crop and
   their probabilities averaged.
   """
-  logits = train.crop_averaged_logits(graphdef, params, batch['image'])
+  logits = train.crop_averaged_logits(graphdef, params,
+                                      input_pipeline.model_input(batch))
   return jax.nn.softmax(logits, axis=-1)
 
 

@@ -6,6 +6,11 @@ lighting and subtract the mean. For encoded images only the window is decoded
 (`preprocessing.decode_and_random_crop`). Evaluation takes the centre 227
 window of the 256 image, or the paper's ten views (`eval.crops=10`).
 
+Batches carry the pixels as uint8 'image' and the per-example lighting shift
+minus the mean as a float32 [3] 'offset'; `model_input` adds the two on the
+devices. That keeps a float32 copy of every image out of the host pipeline
+and quarters the bytes sent to the devices.
+
 The randomness of every example is a function of (seed, epoch, example index),
 so a resumed run continues the same stream and neither the order nor the
 augmentation depends on the number of devices.
@@ -113,7 +118,8 @@ def preprocess_train(image, seed, config, stats, encoded=False):
       decoded.
 
   Returns:
-    [input_size, input_size, 3] float32 image.
+    (image, offset): the [input_size, input_size, 3] uint8 window and the
+    float32 [3] to add to it, the lighting shift minus the mean.
   """
   inp, size = config.input, config.model.input_size
   crop_seed, flip_seed, light_seed = tf.unstack(
@@ -130,15 +136,28 @@ def preprocess_train(image, seed, config, stats, encoded=False):
     image = preprocessing.random_crop(image, size, crop_seed)
     if inp.random_flip:
       image = preprocessing.random_flip(image, flip_seed)
-  # The lighting shift and the mean are one [3] offset, added in one pass.
+  # The lighting shift and the mean are one [3] offset, which `model_input`
+  # adds on the devices.
   offset = -tf.constant(stats.mean_rgb, tf.float32)
   if inp.pca_lighting:
     alpha = preprocessing.random_pca_alpha(light_seed, inp.pca_alpha_std)
     offset += preprocessing.pca_shift(alpha, stats.pca_eigval,
                                       stats.pca_eigvec)
-  image = image + offset
+  image = preprocessing.to_uint8(image)
   image.set_shape([size, size, 3])
-  return image
+  return image, offset
+
+
+def model_input(batch, dtype=None):
+  """Returns a batch's model input: its uint8 'image' plus its 'offset'.
+
+  Works on NumPy and JAX arrays alike, for [batch, H, W, 3] images and for
+  [batch, crops, H, W, 3] ones, where each example's offset applies to all
+  its crops. `dtype` defaults to float32.
+  """
+  image, offset = batch['image'], batch['offset']
+  offset = offset.reshape(offset.shape[:1] + (1,) * (image.ndim - 2) + (3,))
+  return image.astype(dtype or 'float32') + offset.astype(dtype or 'float32')
 
 
 def check_eval_crops(crops):
@@ -149,22 +168,25 @@ def check_eval_crops(crops):
 
 
 def preprocess_eval(image, config, stats=None, crops=1):
-  """Returns the centre view [size, size, 3], or the ten views [10, size, size, 3].
+  """Returns the evaluation views of one image and the offset to add to them.
 
-  `stats` defaults to `input_stats(config.input)`.
+  Returns:
+    (views, offset): the uint8 centre view [size, size, 3], or the ten views
+    [10, size, size, 3], and the float32 [3] offset, minus the mean.
+    `stats` defaults to `input_stats(config.input)`.
   """
   inp, size = config.input, config.model.input_size
   stats = input_stats(inp) if stats is None else stats
   image = preprocessing.resize_shorter_side(image, inp.resize_size)
-  image = preprocessing.center_crop(image, inp.resize_size)
+  image = preprocessing.to_uint8(
+      preprocessing.center_crop(image, inp.resize_size))
   if crops == 10:
     image = preprocessing.ten_crop(image, size)
   else:
     check_eval_crops(crops)
     image = preprocessing.center_crop(image, size)
-  image = preprocessing.subtract_mean(image, stats.mean_rgb)
   image.set_shape(([10] if crops == 10 else []) + [size, size, 3])
-  return image
+  return image, -tf.constant(stats.mean_rgb, tf.float32)
 
 
 def _example_name(source, example):
@@ -266,13 +288,15 @@ def _shard_batches(config, shard, shards, start_step):
     seed_pair = _example_seed(seed, example['epoch'], example['index'])
     image = (_encoded_bytes(example, source) if source.encoded
              else example['image'])
-    return {'image': preprocess_train(image, seed_pair, config, stats,
-                                      encoded=source.encoded),
+    image, offset = preprocess_train(image, seed_pair, config, stats,
+                                     encoded=source.encoded)
+    return {'image': image, 'offset': offset,
             'label': tf.cast(example['label'], tf.int32),
             'index': example['index']}
 
   def placeholder():
-    return {'image': tf.zeros([size, size, 3], tf.float32),
+    return {'image': tf.zeros([size, size, 3], tf.uint8),
+            'offset': tf.zeros([3], tf.float32),
             'label': tf.constant(0, tf.int32),
             'index': tf.constant(bad_images.END_OF_EPOCH, tf.int64)}
 
@@ -302,8 +326,8 @@ def create_train_dataset(config, local_batch_size, process_index,
       `local_batch_size` rows in process order.
 
   Returns:
-    (dataset, source) where the dataset yields {'image', 'label', 'index'}
-    batches, 'index' being each example's position in the split, and source
+    (dataset, source) where the dataset yields {'image', 'offset', 'label',
+    'index'} batches, 'index' being each example's position in the split, and source
     is this process's first shard. `source.bad_image_log` records the images
     that shard skipped.
   """
@@ -336,8 +360,9 @@ def create_eval_dataset(config, local_batch_size, process_index,
   """Builds the evaluation batches, padded and masked, never dropped.
 
   Every process yields the same number of batches. Padding examples have
-  mask 0 so each real example is counted exactly once. With `eval.crops=10`
-  each image is [10, size, size, 3]. An image that fails to decode raises,
+  mask 0 so each real example is counted exactly once. Batches hold 'image',
+  'offset', 'label' and 'mask'. With `eval.crops=10` each image is
+  [10, size, size, 3]. An image that fails to decode raises,
   naming it, whatever `input.on_bad_image` says, because every example of
   the split must be scored.
   """
@@ -359,12 +384,14 @@ def create_eval_dataset(config, local_batch_size, process_index,
     image = example['image']
     if source.encoded:
       image = preprocessing.decode_rgb(_encoded_bytes(example, source))
-    return {'image': preprocess_eval(image, config, stats, crops),
+    image, offset = preprocess_eval(image, config, stats, crops)
+    return {'image': image, 'offset': offset,
             'label': tf.cast(example['label'], tf.int32),
             'mask': tf.constant(1.0, tf.float32)}
 
   def placeholder():
-    return {'image': tf.zeros(shape, tf.float32),
+    return {'image': tf.zeros(shape, tf.uint8),
+            'offset': tf.zeros([3], tf.float32),
             'label': tf.constant(0, tf.int32),
             'mask': tf.constant(0.0, tf.float32)}
 

@@ -100,9 +100,14 @@ def random_pca_lighting(image, seed, alpha_std, eigval, eigvec,
   return pca_lighting(image, alpha, eigval, eigvec, pixel_scale)
 
 
-def subtract_mean(image, mean_rgb):
-  """Subtracts a per-channel mean, given on the image's pixel scale."""
-  return image - tf.constant(mean_rgb, image.dtype)
+def to_uint8(image):
+  """Rounds a float image in [0, 255] to uint8.
+
+  Bilinear and triangle-filter resizing of uint8 pixels give convex
+  combinations of them, so the values never leave [0, 255] and a plain cast
+  after adding 0.5 rounds them.
+  """
+  return tf.cast(image + 0.5, tf.uint8)
 
 
 def random_window_offset(resize_size, crop_size, seed):

@@ -11,6 +11,7 @@ import statistics
 import time
 
 import jax
+import jax.numpy as jnp
 from absl import logging
 
 from alexnet_jax import flops
@@ -32,9 +33,11 @@ def _synthetic_batch(config, mesh, batch_size):
   size, classes = config.model.input_size, config.model.num_classes
 
   def make():
-    image_key, label_key = jax.random.split(jax.random.key(0))
+    image_key, offset_key, label_key = jax.random.split(jax.random.key(0), 3)
     return {
-        'image': jax.random.normal(image_key, (batch_size, size, size, 3)),
+        'image': jax.random.randint(image_key, (batch_size, size, size, 3), 0,
+                                    256).astype(jnp.uint8),
+        'offset': jax.random.normal(offset_key, (batch_size, 3)) - 114.0,
         'label': jax.random.randint(label_key, (batch_size,), 0, classes),
     }
 

@@ -116,11 +116,12 @@ def train_step(state, batch, *, graphdef, optimizer, learning_rate_fn,
   """Runs one SGD step on a global batch and returns the new state and metrics."""
   geom = nnx.merge(graphdef, state.params).geometry
   key = jax.random.fold_in(jax.random.key(seed), state.step)
-  masks = models.dropout_masks(key, batch['image'].shape[0], geom,
+  images = input_pipeline.model_input(batch)
+  masks = models.dropout_masks(key, images.shape[0], geom,
                                dropout_rate) if dropout_rate > 0 else None
 
   def loss_fn(params):
-    logits = _forward(graphdef, params, batch['image'], masks)
+    logits = _forward(graphdef, params, images, masks)
     loss = jnp.mean(metrics_lib.cross_entropy(logits, batch['label']))
     return loss, logits
 
@@ -161,7 +162,8 @@ def crop_averaged_logits(graphdef, params, images):
 
 def eval_step(params, batch, *, graphdef):
   """Returns the masked sums of loss, top-1 and top-5 hits, and the example count."""
-  logits = crop_averaged_logits(graphdef, params, batch['image'])
+  logits = crop_averaged_logits(graphdef, params,
+                                input_pipeline.model_input(batch))
   mask = batch['mask']
   return {
       'loss': jnp.sum(metrics_lib.cross_entropy(logits, batch['label']) * mask),

@@ -5,10 +5,12 @@ cropped and re-encoded at an ImageNet-typical 500x375, JPEG quality 90, and
 measures in one run, alternating and repeated:
 
 * pipeline: `input_pipeline.create_train_dataset` (read, decode the window,
-  resize to 227, flip, PCA lighting, mean subtraction, batching);
+  resize to 227, flip, round to uint8, the PCA lighting and mean offset,
+  batching);
 * pil_numpy: the same operations with PIL and NumPy in a process pool of the
   same size (full decode, rescale the shorter side to 256, centre 256 square,
-  random 227 window, flip, PCA lighting, mean);
+  random 227 window, flip, the PCA lighting and mean offset), also yielding
+  uint8 pixels and a per-image offset;
 * decode_only: tf.data reading and fully decoding the files into uint8
   batches, nothing else, on the same thread pool: the ceiling for a pipeline
   that decodes every pixel. (Returning only the decoded shape would let
@@ -91,7 +93,7 @@ def pil_example(args):
     size = (max(256, round(image.size[0] * scale)),
             max(256, round(image.size[1] * scale)))
     image = image.resize(size, Image.BILINEAR)
-  pixels = np.asarray(image, np.float32)
+  pixels = np.asarray(image)
   top = (pixels.shape[0] - 256) // 2 + rng.integers(0, 30)
   left = (pixels.shape[1] - 256) // 2 + rng.integers(0, 30)
   pixels = pixels[top:top + 227, left:left + 227]
@@ -99,7 +101,8 @@ def pil_example(args):
     pixels = pixels[:, ::-1]
   alpha = rng.normal(0, config.pca_alpha_std, 3)
   shift = np.asarray(config.pca_eigvec) @ (alpha * config.pca_eigval) * 255
-  return pixels + (shift - np.asarray(config.mean_rgb)).astype(np.float32)
+  return (np.ascontiguousarray(pixels),
+          (shift - np.asarray(config.mean_rgb)).astype(np.float32))
 
 
 def worker_cpu_seconds(pool):
@@ -158,7 +161,8 @@ def pil_rate(paths, pool):
       args = [(paths[(seed + i) % len(paths)], seed + i)
               for i in range(FLAGS.batch_size)]
       seed += FLAGS.batch_size
-      yield np.stack(pool.map(pil_example, args, chunksize=4))
+      pixels, offsets = zip(*pool.map(pil_example, args, chunksize=4))
+      yield np.stack(pixels), np.stack(offsets)
   clock = lambda: time.process_time() + worker_cpu_seconds(pool)
   return time_batches(batches(), FLAGS.batch_size, FLAGS.images, clock)
 

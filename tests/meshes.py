@@ -50,7 +50,9 @@ def compiled_train_step(data: int, model: int):
     batch_sharding = sharding.batch_sharding(mesh)
     batch = {
         'image': jax.ShapeDtypeStruct((config.batch_size, size, size, 3),
-                                      jnp.float32, sharding=batch_sharding),
+                                      jnp.uint8, sharding=batch_sharding),
+        'offset': jax.ShapeDtypeStruct((config.batch_size, 3), jnp.float32,
+                                       sharding=batch_sharding),
         'label': jax.ShapeDtypeStruct((config.batch_size,), jnp.int32,
                                       sharding=batch_sharding),
     }

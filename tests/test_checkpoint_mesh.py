@@ -23,7 +23,7 @@ MORE_STEPS = 3
 def _batches(config, start_step, count):
   dataset, _ = input_pipeline.create_train_dataset(
       config, config.batch_size, 0, 1, start_step=start_step)
-  return [{'image': batch['image'], 'label': batch['label']}
+  return [{key: batch[key] for key in ('image', 'offset', 'label')}
           for batch in itertools.islice(dataset.as_numpy_iterator(), count)]
 
 

@@ -62,7 +62,7 @@ def test_ensemble_is_softmax_mean(digits_run, tmp_path):
   dataset, _ = input_pipeline.create_eval_dataset(config, 4, 0, 1)
   first = next(dataset.as_numpy_iterator())
   expected = hand_softmax_mean(config, [trained, second], mesh,
-                               first['image'])
+                               input_pipeline.model_input(first))
   np.testing.assert_allclose(probs[:4], expected, rtol=1e-5, atol=1e-7)
   assert np.array_equal(labels[:4], first['label'])
   assert mask.sum() == 360

@@ -5,11 +5,14 @@ import subprocess
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from alexnet_jax import datasets
 from alexnet_jax import input_pipeline
+from alexnet_jax import preprocessing
 from alexnet_jax import sharding
 from configs import digits as digits_config
 from configs import imagefolder as folder_config
@@ -54,6 +57,7 @@ def assert_batches_equal(first, second):
   assert len(first) == len(second)
   for a, b in zip(first, second):
     np.testing.assert_array_equal(a['image'], b['image'])
+    np.testing.assert_array_equal(a['offset'], b['offset'])
     np.testing.assert_array_equal(a['label'], b['label'])
 
 
@@ -70,6 +74,63 @@ def test_other_seed_differs(folder):
   first = take(folder_cfg(folder), 3, 1, seed=0)[0]['image']
   other = take(folder_cfg(folder), 3, 1, seed=1)[0]['image']
   assert not np.array_equal(first, other)
+
+
+def test_other_seed_changes_lighting(folder):
+  first = take(folder_cfg(folder), 3, 1, seed=0)[0]['offset']
+  other = take(folder_cfg(folder), 3, 1, seed=1)[0]['offset']
+  assert not np.array_equal(first, other)
+
+
+def float_augmentation(encoded, seed, config, stats):
+  """The training view computed in float32 throughout, with its offset added."""
+  inp, size = config.input, config.model.input_size
+  crop_seed, flip_seed, light_seed = tf.unstack(
+      tf.random.experimental.stateless_split(seed, 3))
+  flip = tf.random.stateless_uniform([], flip_seed) < 0.5
+  image = preprocessing.decode_and_random_crop(
+      encoded, crop_seed, inp.resize_size, size, flip)
+  alpha = preprocessing.random_pca_alpha(light_seed, inp.pca_alpha_std)
+  shift = preprocessing.pca_shift(alpha, stats.pca_eigval, stats.pca_eigvec)
+  return (image + shift - np.asarray(stats.mean_rgb, np.float32)).numpy()
+
+
+def test_uint8_image_plus_offset_is_float_view(folder):
+  """The uint8 batch plus its offset is the float view, rounded to 0.5."""
+  config = folder_cfg(folder)
+  stats = input_pipeline.input_stats(config.input)
+  listed, _ = datasets.list_image_folder(folder, 'train')
+  for i, path in enumerate(listed[:4]):
+    encoded = tf.io.read_file(path)
+    seed = tf.constant([i, 11])
+    image, offset = input_pipeline.preprocess_train(encoded, seed, config,
+                                                    stats, encoded=True)
+    assert image.dtype == tf.uint8
+    got = input_pipeline.model_input({'image': image.numpy()[None],
+                                      'offset': offset.numpy()[None]})[0]
+    want = float_augmentation(encoded, seed, config, stats)
+    np.testing.assert_allclose(got, want, atol=0.5 + 1e-3)
+    assert np.abs(got - want).max() > 0.1  # The rounding is real.
+
+
+def test_offset_without_lighting_is_minus_mean(folder):
+  config = folder_cfg(folder, pca_lighting=False)
+  batch = take(config, 3, 1)[0]
+  mean = np.asarray(config.input.mean_rgb, np.float32)
+  np.testing.assert_array_equal(batch['offset'], np.tile(-mean, (3, 1)))
+
+
+def test_model_input_applies_offset_to_every_crop():
+  image = np.arange(2 * 10 * 2 * 2 * 3).reshape(2, 10, 2, 2, 3) % 256
+  offset = np.array([[1.0, 2.0, 3.0], [-4.0, -5.0, -6.0]], np.float32)
+  got = input_pipeline.model_input({'image': image.astype(np.uint8),
+                                    'offset': offset})
+  assert got.dtype == np.float32
+  np.testing.assert_array_equal(
+      got, image.astype(np.float32) + offset[:, None, None, None, :])
+  jax_got = input_pipeline.model_input({'image': jnp.asarray(image, jnp.uint8),
+                                        'offset': jnp.asarray(offset)})
+  np.testing.assert_array_equal(np.asarray(jax_got), got)
 
 
 def test_epochs_reshuffle():

@@ -27,7 +27,7 @@ def batches():
   config = meshes.tiny_config()
   dataset, _ = input_pipeline.create_train_dataset(config, config.batch_size,
                                                    0, 1)
-  return [{'image': batch['image'], 'label': batch['label']}
+  return [{key: batch[key] for key in ('image', 'offset', 'label')}
           for batch in itertools.islice(dataset.as_numpy_iterator(), STEPS)]
 
 
@@ -59,7 +59,8 @@ def _forward_and_grads(shape, params, batch):
     params = jax.device_put(params, step['shardings'].params)
     batch = sharding.shard_batch(batch, mesh)
     grad_fn = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))
-    (_, logits), grads = grad_fn(params, batch['image'], batch['label'])
+    (_, logits), grads = grad_fn(params, input_pipeline.model_input(batch),
+                                 batch['label'])
   return jax.device_get((logits, grads))
 
 

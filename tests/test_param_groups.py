@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from alexnet_jax import input_pipeline
 from alexnet_jax import metrics as metrics_lib
 from alexnet_jax import param_groups
 from alexnet_jax import sharding
@@ -34,7 +35,8 @@ def one_step(groups):
   config = tiny_config(groups)
   mesh = sharding.create_mesh(config.mesh, devices=jax.devices()[:1])
   rng = np.random.default_rng(0)
-  batch = {'image': rng.normal(0, 50, (8, 67, 67, 3)).astype(np.float32),
+  batch = {'image': rng.integers(0, 256, (8, 67, 67, 3), np.uint8),
+           'offset': rng.normal(-110, 10, (8, 3)).astype(np.float32),
            'label': rng.integers(0, 10, 8).astype(np.int32)}
   optimizer = train.create_optimizer(config)
   with jax.set_mesh(mesh):
@@ -43,7 +45,8 @@ def one_step(groups):
     before = jax.device_get(state.params)
 
     def loss(params):
-      logits = train._forward(graphdef, params, batch['image'])  # pylint: disable=protected-access
+      logits = train._forward(graphdef, params,  # pylint: disable=protected-access
+                              input_pipeline.model_input(batch))
       return jnp.mean(metrics_lib.cross_entropy(logits, batch['label']))
 
     grads = jax.device_get(jax.jit(jax.grad(loss))(state.params))

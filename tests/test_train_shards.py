@@ -31,7 +31,7 @@ def test_processes_split_global_batch():
   second = _batches(config, (8, 16), 1, 2)
   for step in range(STEPS):
     assert not set(first[step]['index']) & set(second[step]['index'])
-    for key in ('image', 'label', 'index'):
+    for key in ('image', 'offset', 'label', 'index'):
       np.testing.assert_array_equal(
           np.concatenate([first[step][key], second[step][key]]),
           whole[step][key])

@@ -43,7 +43,8 @@ def _images(config, train, limit):
       image = tf.io.read_file(image)
     if source.encoded:
       image = preprocessing.decode_rgb(image)
-    return input_pipeline.preprocess_eval(image, config), example['label']
+    views, offset = input_pipeline.preprocess_eval(image, config)
+    return {'image': views, 'offset': offset}, example['label']
 
   return dataset.map(process, num_parallel_calls=tf.data.AUTOTUNE).batch(
       BATCH).prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
@@ -59,13 +60,14 @@ def features(config, mesh, params, graphdef, train, limit):
   fc7_fn = jax.jit(functools.partial(_fc7, graphdef))
   feats, labels, images = [], [], []
   with jax.set_mesh(mesh):
-    for image, label in _images(config, train, limit):
-      count = image.shape[0]
-      padded = np.pad(image, [(0, BATCH - count)] + [(0, 0)] * 3)
-      batch = sharding.shard_batch({'image': padded}, mesh)['image']
-      feats.append(np.asarray(fc7_fn(params, batch))[:count])
+    for batch, label in _images(config, train, limit):
+      count = label.shape[0]
+      padded = np.pad(input_pipeline.model_input(batch),
+                      [(0, BATCH - count)] + [(0, 0)] * 3)
+      padded = sharding.shard_batch({'image': padded}, mesh)['image']
+      feats.append(np.asarray(fc7_fn(params, padded))[:count])
       labels.append(label)
-      images.append(image)
+      images.append(batch['image'])
   return np.concatenate(feats), np.concatenate(labels), np.concatenate(images)
 
 
@@ -77,12 +79,9 @@ def nearest(train_feats, query_feats):
   return index.kneighbors(query_feats, return_distance=False)
 
 
-def _display(image, config):
-  rgb = image + np.asarray(config.input.mean_rgb, np.float32)
-  return np.clip(rgb / 255.0, 0.0, 1.0)
 
 
-def draw(query_images, train_images, neighbor_ids, config, path):
+def draw(query_images, train_images, neighbor_ids, path):
   rows = len(query_images)
   fig, axes = plt.subplots(rows, NUM_NEIGHBORS + 1,
                            figsize=(1.6 * (NUM_NEIGHBORS + 1), 1.6 * rows),
@@ -90,7 +89,7 @@ def draw(query_images, train_images, neighbor_ids, config, path):
   for row in range(rows):
     shown = [query_images[row]] + [train_images[i] for i in neighbor_ids[row]]
     for col, image in enumerate(shown):
-      axes[row, col].imshow(_display(image, config))
+      axes[row, col].imshow(image)
       axes[row, col].axis('off')
   axes[0, 0].set_title('query')
   fig.savefig(path, dpi=80)
@@ -108,7 +107,7 @@ def render(workdir, queries, train_images=20_000, output=None) -> dict:
   ids = nearest(train_feats, eval_feats[chosen])
   agreement = (train_labels[ids] == eval_labels[chosen][:, None]).mean(axis=1)
   path = output or os.path.join(workdir, 'neighbors.png')
-  draw(eval_pixels[chosen], train_pixels, ids, config, path)
+  draw(eval_pixels[chosen], train_pixels, ids, path)
   return {'path': path, 'agreement': agreement.tolist(),
           'query_labels': eval_labels[chosen].tolist(),
           'neighbor_labels': train_labels[ids].tolist()}
