@@ -92,7 +92,8 @@ def predict(config, workdir, mesh):
     step_fn = jax.jit(functools.partial(predict_step, graphdef=graphdef),
                       in_shardings=(param_shardings,
                                     sharding.batch_sharding(mesh)),
-                      out_shardings=replicated)
+                      out_shardings=replicated,
+                      compiler_options=sharding.compiler_options(mesh))
     labels_fn = jax.jit(lambda b: (b['label'], b['mask']),
                         out_shardings=replicated)
     local_batch = config.eval_batch_size // jax.process_count()

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from alexnet_jax import models
+from alexnet_jax import sharding
 
 LAYER_NAMES = ('conv1', 'lrn1', 'pool1', 'conv2', 'lrn2', 'pool2', 'conv3',
                'conv4', 'conv5', 'pool5', 'fc6', 'fc7', 'fc8')
@@ -46,16 +47,18 @@ def _column_conv(stride, padding, shared_input):
           params['bias'])]
     return jnp.concatenate([jax.nn.relu(c) for c in h], axis=-1)
   return apply
-# pylint: enable=protected-access
 
 
 def _column_dense(rate):
+  """Runs fc6 or fc7 as `models._forward` does, on every column."""
   def apply(params, x):
-    y = jax.nn.relu(jnp.einsum('bi,cio->bco', x, params['kernel']) +
-                    params['bias'])
+    y = jax.nn.relu(models._column_dense(x, params['kernel']) +
+                    params['bias'][:, None, :])
     keep = jax.random.bernoulli(jax.random.key(0), 1 - rate, y.shape)
-    return jnp.where(keep, y / (1 - rate), 0).reshape(x.shape[0], -1)
+    y = jnp.where(keep, y / (1 - rate), 0)
+    return jnp.concatenate(list(y), axis=-1)
   return apply
+# pylint: enable=protected-access
 
 
 def _layers(geom, rate):
@@ -118,6 +121,8 @@ def layer_breakdown(model_config, batch_size, *, warmup=2, steps=5,
     forward_backward_ms (median of the timed runs).
   """
   geom = models.geometry(model_config)
+  options = (sharding.CPU_COMPILER_OPTIONS
+             if jax.devices()[0].platform == 'cpu' else None)
   rng = np.random.default_rng(0)
   rows = []
   for name, fn, in_shape, param_shapes in _layers(
@@ -128,7 +133,8 @@ def layer_breakdown(model_config, batch_size, *, warmup=2, steps=5,
               for k, s in param_shapes.items()}
     argnums = (0,) if name == 'conv1' else (0, 1)
     grad = jax.jit(jax.grad(lambda p, a, fn=fn: jnp.sum(
-        fn(p, a).astype(jnp.float32)), argnums=argnums))
+        fn(p, a).astype(jnp.float32)), argnums=argnums),
+                   compiler_options=options)
     seconds = _time(grad, (params, x), warmup, steps)
     rows.append({'name': name, 'input_shape': shape,
                  'forward_backward_ms': 1e3 * seconds})

@@ -7,12 +7,13 @@ is the same too. They differ in how XLA runs them on the CPU:
 - conv1 (11x11, stride 4) becomes a 3x3 stride-1 convolution over 4x4 pixel
   blocks (space-to-depth), which XLA's CPU convolution runs faster than a
   strided 11x11 one with 3 input channels.
-- LRN sums the n squared neighbours as n shifted slices of one padded array
-  (one fused elementwise loop), not as a banded matmul or a `reduce_window`.
+- LRN sums the n squared neighbours as a matmul with a banded 0/1 matrix,
+  not as a `reduce_window`, and takes the 0.75 power with square roots.
 - Max pooling keeps `reduce_window` forward but replaces its gradient. XLA's
-  select-and-scatter is slow on the CPU, so one fused elementwise loop over
-  the window offsets routes each gradient to the first maximum in the window,
-  the input that select-and-scatter picks.
+  select-and-scatter is slow on the CPU, so elementwise loops over the
+  window offsets route each gradient to the first maximum in the window, the
+  input that select-and-scatter picks, one stride phase of the input at a
+  time.
 """
 
 import functools
@@ -125,16 +126,6 @@ def _offset_slice(x, i, j, stride, out_h, out_w):
                    (1, stride, stride, 1))
 
 
-def _scatter_offset(g, i, j, stride, shape):
-  """Transposes `_offset_slice`: places g at offset (i, j), zeros elsewhere."""
-  _, out_h, out_w, _ = g.shape
-  high_h = shape[1] - (i + stride * (out_h - 1) + 1)
-  high_w = shape[2] - (j + stride * (out_w - 1) + 1)
-  zero = jnp.zeros((), g.dtype)
-  return lax.pad(g, zero, ((0, 0, 0), (i, high_h, stride - 1),
-                           (j, high_w, stride - 1), (0, 0, 0)))
-
-
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
 def max_pool(x, window, stride):
   """Max pooling over NHWC maps, 'VALID' windows; equal to `max_pool_reference`."""
@@ -150,17 +141,37 @@ def _max_pool_bwd(window, stride, residuals, g):
   """Routes each output's gradient to the first maximum of its window.
 
   Offsets are visited in row-major order, as XLA's select-and-scatter visits
-  them, so ties resolve to the same input.
+  them, so ties resolve to the same input. The gradient is assembled by
+  stride phase: input row stride * m + r receives, from window offset
+  i = r + stride * t, the gradient of output row m - t. Each phase is a sum
+  of shifted output-sized arrays, and one interleave of the phases gives the
+  input-sized gradient. Scattering each offset into an input-sized array
+  instead costs window**2 passes over the larger array.
   """
   x, y = residuals
+  batch, height, width, channels = x.shape
   _, out_h, out_w, _ = y.shape
+  reach = (window - 1) // stride  # Largest shift t of an offset.
+  rows, cols = out_h + reach, out_w + reach  # Phase sizes.
   taken = jnp.zeros(y.shape, bool)
-  dx = jnp.zeros(x.shape, g.dtype)
+  phases = {}
   for i, j in itertools.product(range(window), repeat=2):
     hit = (_offset_slice(x, i, j, stride, out_h, out_w) == y) & ~taken
     taken = taken | hit
-    dx = dx + _scatter_offset(jnp.where(hit, g, 0), i, j, stride, x.shape)
-  return (dx,)
+    t, u = i // stride, j // stride
+    part = jnp.pad(jnp.where(hit, g, 0),
+                   ((0, 0), (t, rows - out_h - t), (u, cols - out_w - u),
+                    (0, 0)))
+    key = (i % stride, j % stride)
+    phases[key] = part if key not in phases else phases[key] + part
+  zero = jnp.zeros((batch, rows, cols, channels), g.dtype)
+  grid = jnp.stack([jnp.stack([phases.get((r, c), zero)
+                               for c in range(stride)], axis=3)
+                    for r in range(stride)], axis=2)
+  dx = grid.reshape(batch, rows * stride, cols * stride, channels)
+  dx = dx[:, :height, :width]
+  return (jnp.pad(dx, ((0, 0), (0, height - dx.shape[1]),
+                       (0, width - dx.shape[2]), (0, 0))),)
 
 
 max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)

@@ -297,6 +297,19 @@ def _all_columns(x, kernel, bias, stride, padding):
   return jnp.split(y, columns, axis=-1)
 
 
+def _column_dense(x, kernel):
+  """Multiplies [batch, in] by each local column's [in, out] kernel: [columns, batch, out].
+
+  The input is broadcast along the column axis so that the column is a batch
+  dimension of the matmul. Each column's kernel is then used in its stored
+  layout, in the forward pass and in both gradients, where contracting the
+  stacked kernel directly (`'bi,cio->bco'`) makes XLA transpose all of it
+  on every step.
+  """
+  stacked = jnp.broadcast_to(x, (kernel.shape[0],) + x.shape)
+  return jnp.einsum('cbi,cio->cbo', stacked, kernel)
+
+
 def _conv_layers(p, x, geom, lrn):
   """Runs conv1 to pool5 and returns each local column's pool5 maps."""
   pool = functools.partial(max_pool, window=geom.pool_window,
@@ -358,15 +371,16 @@ def _forward(params, images, masks, *, geom, lrn, dropout_rate, dtype,
   for index, name in enumerate(('fc6', 'fc7')):
     with scope(name):
       kernel, bias = p[name]['kernel'], p[name]['bias']
-      y = jnp.einsum('bi,cio->bco', x, kernel) + bias
+      y = _column_dense(x, kernel) + bias[:, None, :]
       y = jax.nn.relu(y)
       if masks:
-        y = jnp.where(masks[index], y / (1.0 - dropout_rate), 0).astype(dtype)
+        keep = jnp.moveaxis(masks[index], 1, 0)
+        y = jnp.where(keep, y / (1.0 - dropout_rate), 0).astype(dtype)
     # fc7 and fc8 read both columns. fc8 is replicated, so its input is
     # gathered as a value identical on every `model` device.
     to = 'varying' if name == 'fc6' else 'invarying'
     with scope('fc7' if name == 'fc6' else 'fc8'):
-      x = _gather_columns(list(jnp.moveaxis(y, 1, 0)), to=to)
+      x = _gather_columns(list(y), to=to)
   fc7 = x
   with scope('fc8'):
     logits = x @ p['fc8']['kernel'] + p['fc8']['bias']

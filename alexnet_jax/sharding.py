@@ -118,3 +118,22 @@ def shard_batch(batch, mesh: Mesh):
   return jax.tree.map(
       lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)),
       batch)
+
+
+# XLA's CPU backend runs convolutions and dots through YNNPACK by default. On
+# the 2-core AVX-512 machine of docs/benchmarks.md, its own (Eigen)
+# convolutions ran the forward and backward passes of conv2 to conv4 about 30%
+# faster, while YNNPACK kept the dots faster, so convolutions leave YNNPACK.
+# NOTE: the option name and value are those of jaxlib 0.10.2, which
+# requirements.txt pins.
+CPU_COMPILER_OPTIONS = {
+    'xla_cpu_experimental_ynn_fusion_type':
+        'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT',
+}
+
+
+def compiler_options(mesh: Mesh):
+  """Returns the XLA options for programs that run on `mesh`: CPU-only tuning."""
+  if mesh.devices.flat[0].platform == 'cpu':
+    return dict(CPU_COMPILER_OPTIONS)
+  return None

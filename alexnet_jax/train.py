@@ -185,13 +185,15 @@ def jit_train_step(config, mesh, shardings, graphdef, optimizer,
   batch = sharding.batch_sharding(mesh)
   return jax.jit(step, in_shardings=(shardings, batch),
                  out_shardings=(shardings, sharding.replicated(mesh)),
-                 donate_argnums=0)
+                 donate_argnums=0,
+                 compiler_options=sharding.compiler_options(mesh))
 
 
 def jit_eval_step(mesh, param_shardings, graphdef):
   return jax.jit(functools.partial(eval_step, graphdef=graphdef),
                  in_shardings=(param_shardings, sharding.batch_sharding(mesh)),
-                 out_shardings=sharding.replicated(mesh))
+                 out_shardings=sharding.replicated(mesh),
+                 compiler_options=sharding.compiler_options(mesh))
 
 
 def evaluate(p_eval_step, params, config, mesh):

@@ -57,7 +57,8 @@ def _fc7(graphdef, params, images):
 
 def features(config, mesh, params, graphdef, train, limit):
   """Returns (fc7 [n, d], labels [n], images [n, h, w, 3]) of one split."""
-  fc7_fn = jax.jit(functools.partial(_fc7, graphdef))
+  fc7_fn = jax.jit(functools.partial(_fc7, graphdef),
+                   compiler_options=sharding.compiler_options(mesh))
   feats, labels, images = [], [], []
   with jax.set_mesh(mesh):
     for batch, label in _images(config, train, limit):
