@@ -36,9 +36,7 @@ def _per_column(fn, columns):
 def _column_conv(stride, padding, shared_input):
   """Runs a conv layer as `models._forward` does, on every column."""
   def apply(params, x):
-    if stride == 4:
-      h = models._conv1_columns(x, params['kernel'], params['bias'], padding)
-    elif shared_input:
+    if shared_input:
       h = models._all_columns(x, params['kernel'], params['bias'], stride,
                               padding)
     else:
@@ -77,7 +75,7 @@ def _layers(geom, rate):
 
   fc = geom.fc
   return [
-      ('conv1', _column_conv(4, geom.conv1_padding, True),
+      ('conv1', _column_conv(4, (geom.conv1_padding,) * 2, True),
        (s0, s0, 3), conv(11, 3, c1)),
       ('lrn1', lrn, (s1, s1, n * c1), {}),
       ('pool1', pool, (s1, s1, n * c1), {}),

@@ -1,12 +1,9 @@
-"""Fast CPU forms of conv1, local response normalization and max pooling.
+"""Fast CPU forms of local response normalization and max pooling.
 
 Each function computes the same values as its plain form (kept here as
 `*_reference` for tests and profiling) up to float rounding, and its gradient
 is the same too. They differ in how XLA runs them on the CPU:
 
-- conv1 (11x11, stride 4) becomes a 3x3 stride-1 convolution over 4x4 pixel
-  blocks (space-to-depth), which XLA's CPU convolution runs faster than a
-  strided 11x11 one with 3 input channels.
 - LRN sums the n squared neighbours as a matmul with a banded 0/1 matrix,
   not as a `reduce_window`, and takes the 0.75 power with square roots.
 - Max pooling keeps `reduce_window` forward but replaces its gradient. XLA's
@@ -30,56 +27,6 @@ LRN_K = 2.0
 LRN_N = 5
 LRN_ALPHA = 1e-4
 LRN_BETA = 0.75
-
-CONV1_KERNEL = 11
-CONV1_STRIDE = 4
-_NHWC = ('NHWC', 'HWIO', 'NHWC')
-
-
-def conv1_reference(x, kernel, padding):
-  """conv1 as a plain 11x11 stride-4 convolution; padding is (low, high)."""
-  return lax.conv_general_dilated(x, kernel, (CONV1_STRIDE,) * 2,
-                                  (padding, padding), dimension_numbers=_NHWC)
-
-
-def _space_to_depth(x, block):
-  """Turns each block x block patch of an NHWC map into one pixel's channels."""
-  batch, height, width, channels = x.shape
-  x = x.reshape(batch, height // block, block, width // block, block, channels)
-  x = x.transpose(0, 1, 3, 2, 4, 5)
-  return x.reshape(batch, height // block, width // block,
-                   block * block * channels)
-
-
-def conv1(x, kernel, padding):
-  """Computes `conv1_reference` as one matmul over 4x4 pixel blocks.
-
-  The padded input (227 at the paper's size) gets one more zero row and
-  column, to 228, a multiple of the stride, and each 4x4x3 block becomes one
-  pixel of 48 channels (57x57x48). The 11x11 kernel gets a zero last row and
-  column, to 12x12, and splits the same way into 3x3 blocks of 48 inputs.
-  The convolution is then 3x3, stride 1, over the blocks. Every output pixel
-  sums the same products as the strided convolution, and the extra row and
-  column only meet zero kernel taps. The 3x3 windows are gathered into
-  432-channel patches and multiplied by the kernel in one matmul, whose
-  transpose gives the kernel gradient as one more matmul. The image needs no
-  gradient, so the patches cost nothing in the backward pass.
-  """
-  s, k = CONV1_STRIDE, CONV1_KERNEL
-  low, high = padding
-  extra = -(x.shape[1] + low + high) % s
-  x = jnp.pad(x, ((0, 0), (low, high + extra), (low, high + extra), (0, 0)))
-  x = _space_to_depth(x, s)
-  taps = -k % s
-  kernel = jnp.pad(kernel, ((0, taps), (0, taps), (0, 0), (0, 0)))
-  kernel = _space_to_depth(kernel.transpose(3, 0, 1, 2), s)
-  blocks = kernel.shape[1]
-  kernel = kernel.transpose(1, 2, 3, 0).reshape(-1, kernel.shape[0])
-  out = x.shape[1] - blocks + 1
-  patches = jnp.concatenate(
-      [x[:, i:i + out, j:j + out, :]
-       for i, j in itertools.product(range(blocks), repeat=2)], axis=-1)
-  return jnp.einsum('bhwk,kf->bhwf', patches, kernel)
 
 
 def local_response_norm_reference(x, *, k=LRN_K, n=LRN_N, alpha=LRN_ALPHA,

@@ -282,13 +282,6 @@ def _gather_columns(local_maps, to='varying'):
                         to=to)
 
 
-def _conv1_columns(x, kernel, bias, padding):
-  """Applies every local column's conv1 kernel to the image in one convolution."""
-  fused = jnp.concatenate(list(kernel), axis=-1)
-  y = layers.conv1(x, fused, padding) + jnp.concatenate(list(bias))
-  return jnp.split(y, kernel.shape[0], axis=-1)
-
-
 def _all_columns(x, kernel, bias, stride, padding):
   """Applies every local column's kernel to one shared input in one convolution."""
   columns = kernel.shape[0]
@@ -318,8 +311,8 @@ def _conv_layers(p, x, geom, lrn):
   scope = jax.named_scope
   # conv1: both columns read the whole image, so one convolution computes both.
   with scope('conv1'):
-    h = _conv1_columns(x, p['conv1']['kernel'], p['conv1']['bias'],
-                       geom.conv1_padding)
+    h = _all_columns(x, p['conv1']['kernel'], p['conv1']['bias'], 4,
+                     (geom.conv1_padding,) * 2)
     h = [jax.nn.relu(c) for c in h]
   with scope('lrn1'):
     h = [norm(c) for c in h]

@@ -4,7 +4,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax import lax
 
 from alexnet_jax import layers
 
@@ -12,35 +11,6 @@ from alexnet_jax import layers
 def _random(shape, seed=0, scale=1.0):
   return jnp.asarray(
       scale * np.random.default_rng(seed).standard_normal(shape), jnp.float32)
-
-
-def _conv1_plain(x, kernel, padding):
-  return lax.conv_general_dilated(x, kernel, (4, 4), (padding, padding),
-                                  dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-
-
-@pytest.mark.parametrize('size,padding', [(227, (0, 0)), (224, (1, 2)),
-                                          (67, (0, 0))])
-def test_conv1_matches_strided_conv(size, padding):
-  x = _random((2, size, size, 3))
-  kernel = _random((11, 11, 3, 8), seed=1, scale=0.1)
-  expected = _conv1_plain(x, kernel, padding)
-  actual = layers.conv1(x, kernel, padding)
-  assert actual.shape == expected.shape
-  np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5)
-
-
-def test_conv1_kernel_gradient_matches():
-  x = _random((2, 67, 67, 3))
-  kernel = _random((11, 11, 3, 8), seed=1, scale=0.1)
-  target = _random((2, 15, 15, 8), seed=2)
-
-  def loss(conv, k):
-    return jnp.sum(conv(x, k, (0, 0)) * target)
-
-  expected = jax.grad(lambda k: loss(_conv1_plain, k))(kernel)
-  actual = jax.grad(lambda k: loss(layers.conv1, k))(kernel)
-  np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4)
 
 
 def test_lrn_matches_tensorflow():
