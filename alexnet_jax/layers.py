@@ -6,11 +6,12 @@ is the same too. They differ in how XLA runs them on the CPU:
 
 - LRN sums the n squared neighbours as a matmul with a banded 0/1 matrix,
   not as a `reduce_window`, and takes the 0.75 power with square roots.
-- Max pooling keeps `reduce_window` forward but replaces its gradient. XLA's
-  select-and-scatter is slow on the CPU, so elementwise loops over the
-  window offsets route each gradient to the first maximum in the window, the
-  input that select-and-scatter picks, one stride phase of the input at a
-  time.
+- Max pooling takes the maximum of the window offsets' strided slices, one
+  fused loop that XLA's CPU backend runs about 4x faster than its
+  `reduce_window`. XLA's select-and-scatter gradient is slow on the CPU too,
+  so elementwise loops over the window offsets route each gradient to the
+  first maximum in the window, the input that select-and-scatter picks, one
+  stride phase of the input at a time.
 """
 
 import functools
@@ -56,7 +57,7 @@ def local_response_norm(x, *, k=LRN_K, n=LRN_N, alpha=LRN_ALPHA,
 
 
 def _band(channels, n, dtype):
-  """The [channels, channels] 0/1 matrix of the LRN window, |i - j| <= n // 2."""
+  """Returns the [channels, channels] 0/1 matrix of the LRN window, |i - j| <= n // 2."""
   index = jnp.arange(channels)
   return (jnp.abs(index[:, None] - index[None, :]) <= n // 2).astype(dtype)
 
@@ -107,14 +108,27 @@ def _offset_slice(x, i, j, stride, out_h, out_w):
                    (1, stride, stride, 1))
 
 
+def _output_size(size, window, stride):
+  return (size - window) // stride + 1
+
+
+def _max_of_offsets(x, window, stride):
+  """Returns the maximum over the window offsets' strided slices, in one fused loop."""
+  out_h = _output_size(x.shape[1], window, stride)
+  out_w = _output_size(x.shape[2], window, stride)
+  return functools.reduce(jnp.maximum, [
+      _offset_slice(x, i, j, stride, out_h, out_w)
+      for i, j in itertools.product(range(window), repeat=2)])
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
 def max_pool(x, window, stride):
   """Max pooling over NHWC maps, 'VALID' windows; equal to `max_pool_reference`."""
-  return max_pool_reference(x, window, stride)
+  return _max_of_offsets(x, window, stride)
 
 
 def _max_pool_fwd(x, window, stride):
-  y = max_pool_reference(x, window, stride)
+  y = _max_of_offsets(x, window, stride)
   return y, (x, y)
 
 

@@ -248,6 +248,11 @@ class AlexNet(nnx.Module):
         _forward, geom=self.geometry, lrn=self.config.lrn,
         dropout_rate=self.config.dropout_rate,
         dtype=jnp.dtype(self.config.dtype), capture_fc7=capture_fc7)
+    if mesh.size == 1:
+      # One device computes every column and example, so nothing needs
+      # exchanging, and single-device collectives would still copy their data.
+      outputs = forward(params, images, masks, exchange=False)
+      return outputs if capture_fc7 else outputs[0]
     outputs = jax.shard_map(
         forward, mesh=mesh,
         in_specs=(specs, P(DATA_AXIS), mask_specs),
@@ -275,9 +280,11 @@ def _conv(x, kernel, bias, stride, padding):
   return y + bias
 
 
-def _gather_columns(local_maps, to='varying'):
-  """Concatenates every column's maps on the last axis, across devices."""
+def _gather_columns(local_maps, exchange, to='varying'):
+  """Concatenates every column's maps on the last axis, across devices if `exchange`."""
   local = jnp.concatenate(local_maps, axis=-1)
+  if not exchange:
+    return local
   return lax.all_gather(local, COLUMN_AXIS, axis=local.ndim - 1, tiled=True,
                         to=to)
 
@@ -303,7 +310,7 @@ def _column_dense(x, kernel):
   return jnp.einsum('cbi,cio->cbo', stacked, kernel)
 
 
-def _conv_layers(p, x, geom, lrn):
+def _conv_layers(p, x, geom, lrn, exchange):
   """Runs conv1 to pool5 and returns each local column's pool5 maps."""
   pool = functools.partial(max_pool, window=geom.pool_window,
                            stride=geom.pool_stride)
@@ -330,7 +337,7 @@ def _conv_layers(p, x, geom, lrn):
 
   # conv3 reads both columns.
   with scope('conv3'):
-    h = _all_columns(_gather_columns(h), p['conv3']['kernel'],
+    h = _all_columns(_gather_columns(h, exchange), p['conv3']['kernel'],
                      p['conv3']['bias'], 1, 'SAME')
     h = [jax.nn.relu(c) for c in h]
 
@@ -344,8 +351,12 @@ def _conv_layers(p, x, geom, lrn):
 
 
 def _forward(params, images, masks, *, geom, lrn, dropout_rate, dtype,
-             capture_fc7):
+             capture_fc7, exchange=True):
   """Runs the network on one device's batch shard and its local columns.
+
+  With `exchange` (inside `shard_map`) each layer that reads both columns
+  gathers them over `model`. Without it every column is local, as on a
+  one-device mesh, and the gathers are plain concatenations.
 
   Every op runs in a `jax.named_scope` of its layer (conv1, lrn1, pool1, ...,
   fc8), so the op_name metadata of the compiled HLO names the layer, in the
@@ -354,12 +365,12 @@ def _forward(params, images, masks, *, geom, lrn, dropout_rate, dtype,
   """
   p = jax.tree.map(lambda a: a.astype(dtype), params)
   scope = jax.named_scope
-  h = _conv_layers(p, images.astype(dtype), geom, lrn)
+  h = _conv_layers(p, images.astype(dtype), geom, lrn, exchange)
 
   # fc6 reads both columns' pool5 maps, flattened as (height, width, channel)
   # with the channels of column 0 first.
   with scope('fc6'):
-    x = _gather_columns(h)
+    x = _gather_columns(h, exchange)
     x = x.reshape(x.shape[0], -1)
   for index, name in enumerate(('fc6', 'fc7')):
     with scope(name):
@@ -373,7 +384,7 @@ def _forward(params, images, masks, *, geom, lrn, dropout_rate, dtype,
     # gathered as a value identical on every `model` device.
     to = 'varying' if name == 'fc6' else 'invarying'
     with scope('fc7' if name == 'fc6' else 'fc8'):
-      x = _gather_columns(list(y), to=to)
+      x = _gather_columns(list(y), exchange, to=to)
   fc7 = x
   with scope('fc8'):
     logits = x @ p['fc8']['kernel'] + p['fc8']['bias']

@@ -83,7 +83,7 @@ def test_other_seed_changes_lighting(folder):
 
 
 def float_augmentation(encoded, seed, config, stats):
-  """The training view computed in float32 throughout, with its offset added."""
+  """Returns the training view computed in float32 throughout, offset added."""
   inp, size = config.input, config.model.input_size
   crop_seed, flip_seed, light_seed = tf.unstack(
       tf.random.experimental.stateless_split(seed, 3))
@@ -95,8 +95,8 @@ def float_augmentation(encoded, seed, config, stats):
   return (image + shift - np.asarray(stats.mean_rgb, np.float32)).numpy()
 
 
-def test_uint8_image_plus_offset_is_float_view(folder):
-  """The uint8 batch plus its offset is the float view, rounded to 0.5."""
+def test_uint8_plus_offset_matches_float(folder):
+  """The uint8 image plus its offset is the float view to within 0.5."""
   config = folder_cfg(folder)
   stats = input_pipeline.input_stats(config.input)
   listed, _ = datasets.list_image_folder(folder, 'train')

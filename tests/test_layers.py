@@ -43,10 +43,12 @@ def test_lrn_gradient_matches_reference():
   np.testing.assert_allclose(fast(x), plain(x), rtol=1e-4, atol=1e-6)
 
 
-def test_max_pool_matches_reduce_window():
-  x = _random((2, 13, 13, 4))
-  np.testing.assert_array_equal(layers.max_pool(x, 3, 2),
-                                layers.max_pool_reference(x, 3, 2))
+@pytest.mark.parametrize('window,stride,size', [(3, 2, 13), (3, 2, 12),
+                                                 (2, 2, 11)])
+def test_max_pool_matches_reduce_window(window, stride, size):
+  x = _random((2, size, size, 4))
+  np.testing.assert_array_equal(layers.max_pool(x, window, stride),
+                                layers.max_pool_reference(x, window, stride))
 
 
 @pytest.mark.parametrize('window,stride', [(3, 2), (2, 2)])

@@ -261,6 +261,15 @@ def _collectives(step):
   return found
 
 
+def test_one_device_step_has_no_collectives():
+  """On a 1x1 mesh the model runs outside shard_map and copies nothing."""
+  text = meshes.compiled_train_step(1, 1)['hlo']
+  pattern = r' (%s)(-start)?\(' % '|'.join(map(re.escape, hlo.OPCODES))
+  assert re.search(pattern, text) is None
+  # The pattern finds the collectives of a two-device step.
+  assert re.search(pattern, meshes.compiled_train_step(1, 2)['hlo'])
+
+
 @pytest.mark.parametrize('shape', [(1, 2), (2, 2)])
 def test_column_local_layers_exchange_nothing(steps, shape):
   for collective, axes in _collectives(steps[shape]):
