@@ -148,16 +148,16 @@ def preprocess_train(image, seed, config, stats, encoded=False):
   return image, offset
 
 
-def model_input(batch, dtype=None):
-  """Returns a batch's model input: its uint8 'image' plus its 'offset'.
+def model_input(batch):
+  """Returns a batch's float32 model input: its uint8 'image' plus its 'offset'.
 
   Works on NumPy and JAX arrays alike, for [batch, H, W, 3] images and for
   [batch, crops, H, W, 3] ones, where each example's offset applies to all
-  its crops. `dtype` defaults to float32.
+  its crops.
   """
   image, offset = batch['image'], batch['offset']
   offset = offset.reshape(offset.shape[:1] + (1,) * (image.ndim - 2) + (3,))
-  return image.astype(dtype or 'float32') + offset.astype(dtype or 'float32')
+  return image.astype('float32') + offset.astype('float32')
 
 
 def check_eval_crops(crops):
@@ -170,10 +170,11 @@ def check_eval_crops(crops):
 def preprocess_eval(image, config, stats=None, crops=1):
   """Returns the evaluation views of one image and the offset to add to them.
 
+  `stats` defaults to `input_stats(config.input)`.
+
   Returns:
     (views, offset): the uint8 centre view [size, size, 3], or the ten views
     [10, size, size, 3], and the float32 [3] offset, minus the mean.
-    `stats` defaults to `input_stats(config.input)`.
   """
   inp, size = config.input, config.model.input_size
   stats = input_stats(inp) if stats is None else stats
@@ -327,9 +328,9 @@ def create_train_dataset(config, local_batch_size, process_index,
 
   Returns:
     (dataset, source) where the dataset yields {'image', 'offset', 'label',
-    'index'} batches, 'index' being each example's position in the split, and source
-    is this process's first shard. `source.bad_image_log` records the images
-    that shard skipped.
+    'index'} batches, 'index' being each example's position in the split, and
+    source is this process's first shard. `source.bad_image_log` records the
+    images that shard skipped.
   """
   check_eval_crops(config.eval.crops)
   if rows is None:

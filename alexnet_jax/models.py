@@ -316,7 +316,8 @@ def _conv_layers(p, x, geom, lrn, exchange):
                            stride=geom.pool_stride)
   norm = local_response_norm if lrn else (lambda a: a)
   scope = jax.named_scope
-  # conv1: both columns read the whole image, so one convolution computes both.
+  # conv1 (11x11, stride 4): both columns read the whole image, so one
+  # convolution computes both.
   with scope('conv1'):
     h = _all_columns(x, p['conv1']['kernel'], p['conv1']['bias'], 4,
                      (geom.conv1_padding,) * 2)
