@@ -361,7 +361,7 @@ def create_eval_dataset(config, local_batch_size, process_index,
   """Builds the evaluation batches, padded and masked, never dropped.
 
   Every process yields the same number of batches. Padding examples have
-  mask 0 so each real example is counted exactly once. Batches hold 'image',
+  mask 0 so each real example is counted exactly once. Batches contain 'image',
   'offset', 'label' and 'mask'. With `eval.crops=10` each image is
   [10, size, size, 3]. An image that fails to decode raises,
   naming it, whatever `input.on_bad_image` says, because every example of

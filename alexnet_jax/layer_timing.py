@@ -119,8 +119,6 @@ def layer_breakdown(model_config, batch_size, *, warmup=2, steps=5,
     forward_backward_ms (median of the timed runs).
   """
   geom = models.geometry(model_config)
-  options = (sharding.CPU_COMPILER_OPTIONS
-             if jax.devices()[0].platform == 'cpu' else None)
   rng = np.random.default_rng(0)
   rows = []
   for name, fn, in_shape, param_shapes in _layers(
@@ -132,7 +130,7 @@ def layer_breakdown(model_config, batch_size, *, warmup=2, steps=5,
     argnums = (0,) if name == 'conv1' else (0, 1)
     grad = jax.jit(jax.grad(lambda p, a, fn=fn: jnp.sum(
         fn(p, a).astype(jnp.float32)), argnums=argnums),
-                   compiler_options=options)
+                   compiler_options=sharding.compiler_options())
     seconds = _time(grad, (params, x), warmup, steps)
     rows.append({'name': name, 'input_shape': shape,
                  'forward_backward_ms': 1e3 * seconds})

@@ -132,8 +132,9 @@ CPU_COMPILER_OPTIONS = {
 }
 
 
-def compiler_options(mesh: Mesh):
-  """Returns the XLA options for programs that run on `mesh`: CPU-only tuning."""
-  if mesh.devices.flat[0].platform == 'cpu':
+def compiler_options(mesh: Mesh | None = None):
+  """Returns the XLA options for programs on `mesh` (default: JAX's devices), CPU-only tuning."""
+  device = jax.devices()[0] if mesh is None else mesh.devices.flat[0]
+  if device.platform == 'cpu':
     return dict(CPU_COMPILER_OPTIONS)
   return None
